@@ -1,0 +1,108 @@
+"""The DuckDB warehouse: connections, the migration runner, SQL files and the audit log.
+
+DuckDB allows one writer per file; the pipeline serialises writers (an Airflow pool of one slot, see dags/) and
+every write happens inside one transaction, so a killed process leaves either all of a load or none of it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import duckdb
+import yaml
+
+from pipelines.settings import SCHEMAS_DIR, SQL_DIR, Home
+
+MIGRATION_PATTERN = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+
+
+def sql_text(name: str) -> str:
+    """The text of ``sql/<name>.sql``."""
+    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
+
+
+def migrations() -> list[tuple[int, Path]]:
+    found = []
+    for path in sorted(SQL_DIR.glob("*.sql")):
+        match = MIGRATION_PATTERN.match(path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    return found
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """Apply the numbered files in sql/ not yet applied, each in its own transaction. Returns what ran."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL)"
+    )
+    done = {row[0] for row in con.execute("SELECT version FROM schema_migrations").fetchall()}
+    applied = []
+    for version, path in migrations():
+        if version in done:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(path.read_text(encoding="utf-8"))
+            con.execute("INSERT INTO schema_migrations VALUES (?, ?)", [version, path.name])
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        applied.append(version)
+    if applied:
+        load_categories(con)
+    return applied
+
+
+def load_categories(con: duckdb.DuckDBPyConnection) -> None:
+    """(Re)load the project taxonomy from schemas/taxonomy.yaml."""
+    taxonomy = yaml.safe_load((SCHEMAS_DIR / "taxonomy.yaml").read_text(encoding="utf-8"))
+    rows = [
+        (code, spec["sv"], spec["en"], spec["source"]) for code, spec in taxonomy["categories"].items()
+    ]
+    con.execute("DELETE FROM categories")
+    con.executemany("INSERT INTO categories VALUES (?, ?, ?, ?)", rows)
+
+
+def connect(home: Home, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the home's database, creating and migrating it when it is opened for writing."""
+    if read_only:
+        return duckdb.connect(str(home.db_path), read_only=True)
+    home.ensure()
+    con = duckdb.connect(str(home.db_path))
+    # Insertion order is not needed anywhere (every query orders explicitly); dropping it saves memory.
+    con.execute("SET preserve_insertion_order = false")
+    migrate(con)
+    return con
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """All or nothing: commit when the block ends, roll back on any exception."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def audit(
+    con: duckdb.DuckDBPyConnection,
+    action: str,
+    subject: str,
+    audience: str | None = None,
+    detail: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> None:
+    """Append one entry to the audit log. ``detail`` must hold no personal values (counts, names of files)."""
+    con.execute(
+        "INSERT INTO audit_log (logged_at, action, subject, audience, detail) VALUES (?, ?, ?, ?, ?)",
+        [at or datetime.now(timezone.utc), action, subject, audience, json.dumps(detail or {}, sort_keys=True)],
+    )
