@@ -63,6 +63,14 @@ CREATE TABLE areas (
     geometry_wkb      BLOB NOT NULL            -- polygon in SWEREF 99 TM
 );
 
+-- The partners with a contract in schemas/partners/: who is expected to deliver each week.
+CREATE TABLE partners (
+    partner          VARCHAR PRIMARY KEY,
+    partner_name     VARCHAR NOT NULL,
+    sensitive        BOOLEAN NOT NULL,         -- social services, schools, home care: stricter small-count rule
+    contract_version INTEGER NOT NULL
+);
+
 CREATE TABLE categories (
     category   VARCHAR PRIMARY KEY,
     label_sv   VARCHAR NOT NULL,

@@ -1,0 +1,252 @@
+"""Ingest one delivered file: ledger, read, validate, pseudonymise, place, load, receipt.
+
+The promise (RELIABILITY.md): every data row of an accepted file ends loaded or quarantined
+(rows_in = rows_loaded + rows_quarantined), a refused file changes nothing but its ledger row, and a file
+already applied (same bytes, whatever its name) is never applied again. The database work for one file is a
+single transaction, so a process killed mid-load leaves no half delivery and a rerun completes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from pipelines import geography, privacy, validate
+from pipelines.canonical import to_canonical
+from pipelines.contracts import Contract
+from pipelines.readers import DeliveryRefused, RawDelivery, read_delivery
+from pipelines.receipts import Receipt, write_receipt
+from pipelines.settings import MUNICIPALITY_NAME, TIMEZONE, Home
+from pipelines.warehouse import audit, sql_text, transaction
+
+log = logging.getLogger(__name__)
+
+# Key domains (PRIVACY.md: one key per domain, so pseudonyms of one domain cannot be joined with another's).
+RECORD_DOMAIN = "record"  # partners' own case/record ids
+ANALYSIS_DOMAIN = "analysis"  # persons, inside the analysis domain only
+
+INCIDENT_COLUMNS = [
+    "partner", "partner_record_id", "revision", "delivery_id", "source_row", "occurred_from", "occurred_to",
+    "time_precision", "reported_at", "iso_week", "category", "partner_category", "place_type", "area_code",
+    "grid_cell", "location_precision", "person", "key_id", "description",
+]
+
+
+@dataclass(frozen=True)
+class PlacingContext:
+    """What placing needs, loaded once per ingest run rather than once per file."""
+
+    areas: object  # GeoDataFrame of areas in SWEREF 99 TM
+    address_register: pd.DataFrame | None
+
+
+def content_hash(path: Path) -> str:
+    """SHA-256 of the file's bytes: identifies a delivery by content, whatever it is called."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def iso_weeks(occurred_utc: pd.Series) -> pd.Series:
+    """'YYYY-Www' of each time in Swedish local time: a Sunday 23:30 belongs to that Sunday's week."""
+    local = occurred_utc.dt.tz_convert(TIMEZONE)
+    calendar = local.dt.isocalendar()
+    return calendar["year"].astype(str) + "-W" + calendar["week"].astype(str).str.zfill(2)
+
+
+def ledger_entry(con: duckdb.DuckDBPyConnection, delivery_id: str) -> dict | None:
+    row = con.execute(
+        "SELECT status, file_name, received_at FROM ingest_ledger WHERE delivery_id = ?", [delivery_id]
+    ).fetchone()
+    return None if row is None else {"status": row[0], "file_name": row[1], "received_at": row[2]}
+
+
+def _write_ledger(con, receipt: Receipt) -> None:
+    con.execute(
+        sql_text("ledger_insert"),
+        {
+            "delivery_id": receipt.delivery_id, "partner": receipt.partner, "file_name": receipt.file_name,
+            "received_at": receipt.received_at, "status": receipt.status, "rows_in": receipt.rows_in,
+            "rows_loaded": receipt.rows_loaded, "rows_quarantined": receipt.rows_quarantined,
+            "rows_unplaced": receipt.rows_unplaced, "encoding": receipt.encoding,
+            "contract_version": receipt.contract_version, "reason": receipt.reason,
+            "period_from": receipt.period_from, "period_to": receipt.period_to,
+        },
+    )
+
+
+def _stage_incidents(
+    good: pd.DataFrame, contract: Contract, delivery_id: str, master_key: bytes, placing: PlacingContext
+) -> pd.DataFrame:
+    """Pseudonymise, scrub and place the rows that passed validation; drop what must not be stored."""
+    record_key = privacy.derive_key(master_key, RECORD_DOMAIN)
+    person_key = privacy.derive_key(master_key, ANALYSIS_DOMAIN)
+    staged = pd.DataFrame(index=good.index)
+    staged["partner"] = contract.partner
+    staged["partner_record_id"] = privacy.pseudonymise(good["record_id"], record_key)
+    staged["revision"] = good["revision"].astype("int32")
+    staged["delivery_id"] = delivery_id
+    staged["source_row"] = good["source_row"]
+    for column in ("occurred_from", "occurred_to", "reported_at", "time_precision", "category",
+                   "partner_category", "place_type"):
+        staged[column] = good[column]
+    staged["iso_week"] = iso_weeks(good["occurred_from"])
+
+    if contract.location_precision == "municipality":
+        # Coordinates that are a town centre say nothing about where in the municipality it happened.
+        staged["area_code"] = None
+        staged["grid_cell"] = None
+        staged["location_precision"] = "municipality"
+    else:
+        placed = geography.place(
+            good[["latitude", "longitude", "sweref99_e", "sweref99_n", "address", "area_code"]],
+            placing.areas,
+            placing.address_register,
+        )
+        staged["area_code"] = placed["area_code"]
+        staged["grid_cell"] = placed["grid_cell"]
+        staged["location_precision"] = placed["location_precision"]
+
+    # One pseudonym per row here; upsert_incidents.sql wraps it into the `persons` list in bulk.
+    staged["person"] = pd.Series(privacy.pseudonymise(good["person_id"], person_key), index=good.index)
+    staged["key_id"] = person_key.key_id
+    description = good["description"]
+    staged["description"] = privacy.scrub_text(description) if description.notna().any() else description
+    return staged[INCIDENT_COLUMNS]
+
+
+def _load(con, staged: pd.DataFrame) -> None:
+    table = pa.Table.from_pandas(staged, preserve_index=False)
+    con.register("staged_incidents", table)
+    try:
+        con.execute(sql_text("upsert_incidents"))
+    finally:
+        con.unregister("staged_incidents")
+
+
+def _quarantine_rows(con, receipt: Receipt, reasons: dict[int, list[str]]) -> None:
+    if not reasons:
+        return
+    frame = pd.DataFrame(
+        {
+            "delivery_id": receipt.delivery_id,
+            "partner": receipt.partner,
+            "source_row": np.fromiter(reasons.keys(), dtype=np.int64, count=len(reasons)),
+            "reasons": list(reasons.values()),
+        }
+    )
+    con.register("new_quarantine", frame)
+    try:
+        con.execute(
+            "INSERT INTO quarantine (delivery_id, partner, source_row, reasons) "
+            "SELECT delivery_id, partner, source_row, reasons FROM new_quarantine"
+        )
+    finally:
+        con.unregister("new_quarantine")
+
+
+def ingest_file(
+    con: duckdb.DuckDBPyConnection,
+    home: Home,
+    contract: Contract,
+    path: Path,
+    master_key: bytes,
+    placing: PlacingContext,
+    received_at: datetime | None = None,
+) -> Receipt:
+    """Ingest one file as one transaction and write its receipt. Never raises for bad data: it refuses."""
+    received_at = received_at or datetime.now(timezone.utc)
+    delivery_id = content_hash(path)
+    receipt = Receipt.start(contract, path.name, delivery_id, received_at)
+
+    earlier = ledger_entry(con, delivery_id)
+    if earlier is not None:
+        receipt.status = "duplicate"
+        receipt.reason = (
+            f"the same content was already received as {earlier['file_name']} "
+            f"({earlier['status']}); nothing was applied again"
+        )
+        return receipt
+
+    try:
+        raw = read_delivery(path, contract)
+    except DeliveryRefused as refusal:
+        receipt.status = "rejected"
+        receipt.reason = str(refusal)
+        with transaction(con):
+            _write_ledger(con, receipt)
+            audit(con, "ingest", path.name, detail={"partner": contract.partner, "status": "rejected"})
+        write_receipt(home, receipt)
+        return receipt
+
+    receipt.encoding = raw.encoding
+    receipt.header = raw.header
+    receipt.rows_in = raw.rows_in
+    if raw.rows_in == 0:
+        receipt.status = "empty"
+        receipt.reason = "the file holds no data rows: nothing delivered"
+        with transaction(con):
+            _write_ledger(con, receipt)
+            audit(con, "ingest", path.name, detail={"partner": contract.partner, "status": "empty"})
+        write_receipt(home, receipt)
+        return receipt
+
+    frame = _canonical(raw, contract, received_at)
+    reasons = validate.validate(frame)
+    for row, problem in raw.broken_rows:
+        reasons.setdefault(row, []).append(f"row: {problem}")
+    bad = frame["source_row"].isin(list(reasons)).to_numpy()
+    good = frame[~bad]
+    staged = _stage_incidents(good, contract, delivery_id, master_key, placing)
+
+    receipt.status = "accepted"
+    receipt.rows_loaded = len(staged)
+    receipt.rows_quarantined = len(reasons)
+    receipt.rows_unplaced = int(staged["location_precision"].eq("unplaced").sum())
+    receipt.add_quarantine(reasons)
+    if len(good):
+        local = good["occurred_from"].dt.tz_convert(TIMEZONE)
+        receipt.period_from = local.min().date()
+        receipt.period_to = local.max().date()
+    if receipt.rows_in != receipt.rows_loaded + receipt.rows_quarantined:
+        raise AssertionError(
+            f"{path.name}: row accounting broken: {receipt.rows_in} in, "
+            f"{receipt.rows_loaded} loaded, {receipt.rows_quarantined} quarantined"
+        )
+    with transaction(con):
+        _load(con, staged)
+        _quarantine_rows(con, receipt, reasons)
+        _write_ledger(con, receipt)
+        audit(
+            con, "ingest", path.name,
+            detail={"partner": contract.partner, "status": "accepted", "delivery_id": delivery_id,
+                    "rows_loaded": receipt.rows_loaded, "rows_quarantined": receipt.rows_quarantined},
+        )
+    write_receipt(home, receipt)
+    return receipt
+
+
+def _canonical(raw: RawDelivery, contract: Contract, received_at: datetime) -> pd.DataFrame:
+    return to_canonical(
+        raw, contract, received_at,
+        municipality_names={MUNICIPALITY_NAME, f"{MUNICIPALITY_NAME} kommun"},
+        canonical_personnummer=privacy.canonical_personnummer,
+    )
+
+
+def pending_files(home: Home, contract: Contract) -> list[Path]:
+    """Files in the partner's drop folder that match the contract's patterns, in name order."""
+    folder = home.partner_inbox(contract.partner)
+    if not folder.is_dir():
+        return []
+    found: set[Path] = set()
+    for pattern in contract.patterns:
+        found.update(p for p in folder.glob(pattern) if p.is_file() and not p.name.startswith("."))
+    return sorted(found)

@@ -1,0 +1,246 @@
+"""Reading a delivered file as its partner's contract says: decoding, parsing, header checks.
+
+Everything is read as text (a personnummer or case id must never become a number: leading zeros survive);
+typing happens afterwards, column by column, in bulk. A file that cannot be read at all is refused with a
+`DeliveryRefused` naming the file and the reason; rows that cannot be parsed (ragged rows) are reported with
+their line numbers and end in quarantine, never silently skipped.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from pipelines.contracts import Contract
+
+# A delivery larger than this is refused before parsing (RELIABILITY.md: refuse before parsing).
+MAX_DELIVERY_BYTES = 2 * 1024**3
+
+
+class DeliveryRefused(Exception):
+    """The whole file is refused: structurally broken, wrong kind, or a header the contract can't use."""
+
+
+@dataclass
+class RawDelivery:
+    """A delivered file as a table of text columns, plus what could not be parsed."""
+
+    table: pa.Table  # every column pa.string(); one row per parsed data record
+    source_rows: np.ndarray  # 1-based data-row number of each table row (the header is not a row)
+    encoding: str
+    header: list[str]
+    broken_rows: list[tuple[int, str]] = field(default_factory=list)  # (data row, reason)
+    rows_in: int = 0  # every data record in the file, parsed or broken
+
+
+def detect_encoding(head: bytes, declared: str) -> str:
+    """The file's encoding: a byte-order mark always wins (Excel writes UTF-16 and UTF-8 with BOM)."""
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    if declared != "detect":
+        return declared
+    try:
+        head.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError as exc:
+        # A multi-byte character cut at the end of the sample is still UTF-8.
+        if exc.start >= len(head) - 3:
+            return "utf-8"
+        return "windows-1252"
+
+
+def decode(data: bytes, encoding: str, file_name: str) -> str:
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DeliveryRefused(
+            f"{file_name}: not valid {encoding} at line {line} (byte {exc.start}); "
+            "the contract's file.encoding may be wrong"
+        ) from exc
+
+
+def sniff_delimiter(header_line: str, declared: str) -> str:
+    if declared != "detect":
+        return "\t" if declared in ("\\t", "tab") else declared
+    counts = {d: header_line.count(d) for d in (";", ",", "\t")}
+    return max(counts, key=counts.get)
+
+
+def _read_csv(data: bytes, contract: Contract, file_name: str) -> RawDelivery:
+    encoding = detect_encoding(data[:65536], contract.encoding)
+    text = decode(data, encoding, file_name)
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if not text.strip():
+        return RawDelivery(pa.table({}), np.array([], dtype=np.int64), encoding, [], [], 0)
+    first_line = text.split("\n", 1)[0].rstrip("\r")
+    delimiter = sniff_delimiter(first_line, contract.delimiter)
+    header = next(iter(pacsv.read_csv(
+        io.BytesIO(first_line.encode("utf-8") + b"\n"),
+        read_options=pacsv.ReadOptions(autogenerate_column_names=True, use_threads=False),
+        parse_options=pacsv.ParseOptions(delimiter=delimiter),
+        convert_options=pacsv.ConvertOptions(strings_can_be_null=False),
+    ).to_pylist()), {})
+    names = [str(v).strip() for v in header.values()]
+    broken: list[tuple[int, str]] = []
+
+    def on_invalid(row: pacsv.InvalidRow) -> str:
+        # Physical line numbers (single-threaded parse); data row = line - 1 for the header.
+        data_row = (row.number or 0) - 1
+        broken.append((data_row, f"expected {row.expected_columns} fields, found {row.actual_columns}"))
+        return "skip"
+
+    utf8 = text.encode("utf-8")
+    table = pacsv.read_csv(
+        io.BytesIO(utf8),
+        read_options=pacsv.ReadOptions(
+            column_names=[f"c{i}" for i in range(len(names))], skip_rows=1, use_threads=False,
+            block_size=1 << 24,
+        ),
+        parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid),
+        convert_options=pacsv.ConvertOptions(
+            column_types={f"c{i}": pa.string() for i in range(len(names))},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+    table = table.rename_columns(names)
+    rows_in = table.num_rows + len(broken)
+    # Data-row numbers of parsed rows: every row number not taken by a broken row, in order.
+    source_rows = np.setdiff1d(np.arange(1, rows_in + 1), [r for r, _ in broken])
+    return RawDelivery(table, source_rows, encoding, names, sorted(broken), rows_in)
+
+
+def _read_xlsx(data: bytes, contract: Contract, file_name: str) -> RawDelivery:
+    import openpyxl  # imported here: only schools' deliveries need it
+
+    try:
+        workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many kinds for a file that is not a workbook
+        raise DeliveryRefused(f"{file_name}: not a readable .xlsx workbook ({type(exc).__name__})") from exc
+    sheet = contract.sheet
+    worksheet = workbook.worksheets[sheet] if isinstance(sheet, int) else workbook[sheet]
+    rows = worksheet.iter_rows(values_only=True)
+    header_row = next(rows, None)
+    if header_row is None:
+        return RawDelivery(pa.table({}), np.array([], dtype=np.int64), "xlsx", [], [], 0)
+    names = [str(v).strip() if v is not None else "" for v in header_row]
+    while names and names[-1] == "":
+        names.pop()
+    columns: list[list[str]] = [[] for _ in names]
+    for values in rows:
+        if values is None or all(v is None for v in values):
+            continue
+        for i in range(len(names)):
+            value = values[i] if i < len(values) else None
+            # Excel cells come typed: dates as datetime (ISO text keeps them exact), numbers as floats.
+            if value is None:
+                text = ""
+            elif hasattr(value, "isoformat"):
+                text = value.isoformat(sep=" ")
+            elif isinstance(value, float) and value.is_integer():
+                text = str(int(value))
+            else:
+                text = str(value)
+            columns[i].append(text)
+    workbook.close()
+    table = pa.table({name: pa.array(col, pa.string()) for name, col in zip(names, columns)})
+    return RawDelivery(table, np.arange(1, table.num_rows + 1), "xlsx", names, [], table.num_rows)
+
+
+def _flatten(record: dict, prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, value in record.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = "" if value is None else str(value)
+    return flat
+
+
+def _read_polisen_json(data: bytes, contract: Contract, file_name: str) -> RawDelivery:
+    """The polisen.se events API payload: a JSON array of event records (or one record per line)."""
+    text = decode(data, detect_encoding(data[:4096], contract.encoding), file_name).lstrip("\ufeff")
+    if not text.strip():
+        return RawDelivery(pa.table({}), np.array([], dtype=np.int64), "utf-8", [], [], 0)
+    try:
+        records = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            records = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as exc:
+            raise DeliveryRefused(f"{file_name}: not JSON (line {exc.lineno}: {exc.msg})") from exc
+    if isinstance(records, dict):
+        records = [records]
+    if not isinstance(records, list):
+        raise DeliveryRefused(f"{file_name}: expected a JSON array of event records")
+    flat = [_flatten(r) if isinstance(r, dict) else {} for r in records]
+    names: list[str] = []
+    for row in flat:
+        for key in row:
+            if key not in names:
+                names.append(key)
+    table = pa.table({name: pa.array([row.get(name, "") for row in flat], pa.string()) for name in names})
+    broken = [(i + 1, "not an event record (JSON object)") for i, r in enumerate(records) if not isinstance(r, dict)]
+    keep = [i for i, r in enumerate(records) if isinstance(r, dict)]
+    if broken:
+        table = table.take(pa.array(keep))
+    return RawDelivery(table, np.array(keep, dtype=np.int64) + 1, "utf-8", names, broken, len(records))
+
+
+READERS = {"csv": _read_csv, "xlsx": _read_xlsx, "polisen_json": _read_polisen_json}
+
+
+def read_delivery(path: Path, contract: Contract) -> RawDelivery:
+    """Read one delivered file as the contract says, or refuse it whole with a reason naming the file."""
+    size = path.stat().st_size
+    if size > MAX_DELIVERY_BYTES:
+        raise DeliveryRefused(f"{path.name}: {size} bytes is more than the limit of {MAX_DELIVERY_BYTES}")
+    data = path.read_bytes()
+    if contract.file_type == "xlsx" and data and not data.startswith(b"PK"):
+        raise DeliveryRefused(f"{path.name}: not an .xlsx file (an .xlsx file is a zip archive)")
+    raw = READERS[contract.file_type](data, contract, path.name)
+    check_header(raw, contract, path.name)
+    return raw
+
+
+def resolve_columns(header: list[str], contract: Contract) -> dict[str, str]:
+    """Map each source column the contract names to the header name found, accepting listed aliases."""
+    found: dict[str, str] = {}
+    present = set(header)
+    for spec in contract.columns.values():
+        if spec.source is None:
+            continue
+        for candidate in (spec.source, *contract.aliases.get(spec.source, ())):
+            if candidate in present:
+                found[spec.source] = candidate
+                break
+    return found
+
+
+def check_header(raw: RawDelivery, contract: Contract, file_name: str) -> None:
+    """Refuse a file whose header lacks a required column, naming what is missing and what is unknown."""
+    if raw.rows_in == 0 and not raw.header:
+        return  # empty delivery: nothing delivered, a clean receipt
+    found = resolve_columns(raw.header, contract)
+    missing_required = [c for c in contract.required_source_columns() if c not in found]
+    if missing_required:
+        expected = set(contract.source_columns())
+        for aliases in contract.aliases.values():
+            expected.update(aliases)
+        unknown = [h for h in raw.header if h not in expected]
+        raise DeliveryRefused(
+            f"{file_name}: header lacks the required column(s) {missing_required}; "
+            f"unknown column(s) in the file: {unknown or 'none'}"
+        )
