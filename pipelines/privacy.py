@@ -1,0 +1,967 @@
+"""One place knows privacy: keys, pseudonyms, personnummer, free-text scrubbing, small numbers, CSV cells.
+
+Every rule here comes from PRIVACY.md (the team's privacy rules, beside the repository in ``../shared``); each
+function names the section it implements. Thresholds are named constants that carry their reason, so a reviewer
+checks one file and a test can fail when a number changes (STYLE.md, practice 5).
+
+Nothing in this module reads files, logs values or talks to Airflow: the caller fetches the key (an Airflow
+secret or the ``EST_PSEUDONYM_KEY`` environment variable) and passes plain values in.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import sys
+import unicodedata
+from datetime import date
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipelines import settings
+
+# --------------------------------------------------------------------------------------------------------------
+# Keys (PRIVACY.md, "Keys and pseudonyms")
+# --------------------------------------------------------------------------------------------------------------
+
+# "Keys are at least 32 random bytes": 256 bits, the full strength of HMAC-SHA-256. The key is the only secret:
+# whoever guesses it can hash all ~37 million possible personnummer in seconds and reverse every pseudonym.
+MIN_KEY_BYTES = 32
+
+# HKDF (RFC 5869) "info" prefix: binds every derived key to this project and this use, so the same master key
+# used by some other system can never produce our domain keys. Bump the version to rotate every domain at once.
+HKDF_INFO_PREFIX = b"est-pipeline/pseudonym/v1/"
+
+# Domain labels: "analysis", "record", "export:housing". Lower case only, because "Analysis" and "analysis"
+# would silently derive two different keys and the pseudonyms would no longer join.
+DOMAIN_LABEL = re.compile(r"[a-z][a-z0-9_]*(?::[a-z0-9][a-z0-9_\-]*)?")
+
+_HEX = re.compile(r"[0-9a-fA-F]+")
+
+
+class PseudonymKeyError(RuntimeError):
+    """The pseudonym key is missing or unusable. No key, no run: there is no fallback (PRIVACY.md).
+
+    The message names the variable and what is wrong with it; it never contains the key or any part of it.
+    """
+
+
+def load_key(env_var: str = settings.KEY_ENV_VAR, value: str | None = None) -> bytes:
+    """The master pseudonym key as bytes, from ``value`` or else the environment variable ``env_var``.
+
+    The key is hexadecimal text of at least ``MIN_KEY_BYTES`` bytes (64 hex characters); surrounding whitespace
+    (a trailing newline from a secrets file) is ignored. Missing, not hexadecimal or too short raises
+    :class:`PseudonymKeyError`: "no key, no run", no default and no fallback (PRIVACY.md, "Keys and
+    pseudonyms").
+    In Airflow, read the secret inside the task (a Variable or Connection whose name contains "secret", so
+    Airflow masks it) and pass it as ``value``; ``env_var`` is then only the name used in messages.
+    """
+    where = f"the pseudonym key {env_var!r}"
+    if value is None:
+        value = os.environ.get(env_var)
+    if value is None or not value.strip():
+        raise PseudonymKeyError(
+            f"{where} is not set: no key, no run (PRIVACY.md, 'Keys and pseudonyms'). Set it to "
+            f"{2 * MIN_KEY_BYTES} or more hexadecimal characters from the secret store; there is no fallback."
+        )
+    text = value.strip()
+    if not _HEX.fullmatch(text):
+        raise PseudonymKeyError(
+            f"{where} is not hexadecimal text: only 0-9 and a-f may appear (no spaces, no '0x', not base64)."
+        )
+    if len(text) % 2:
+        raise PseudonymKeyError(f"{where} has an odd number of hexadecimal characters ({len(text)}).")
+    if len(text) < 2 * MIN_KEY_BYTES:
+        raise PseudonymKeyError(
+            f"{where} is too short: {len(text) // 2} bytes, at least {MIN_KEY_BYTES} random bytes "
+            f"({2 * MIN_KEY_BYTES} hexadecimal characters) are required."
+        )
+    return bytes.fromhex(text)
+
+
+def new_random_key_hex() -> str:
+    """A fresh random master key as hex text (32 bytes). For the demo and first setup only: a real key lives in
+    the secret store, never in a file in the repository (PRIVACY.md, "Keys and pseudonyms")."""
+    return secrets.token_hex(MIN_KEY_BYTES)
+
+
+def hkdf_extract(salt: bytes | None, ikm: bytes) -> bytes:
+    """HKDF-Extract (RFC 5869 section 2.2) with SHA-256. An absent salt is 32 zero bytes, as the RFC says."""
+    return hmac.digest(salt or bytes(hashlib.sha256().digest_size), ikm, "sha256")
+
+
+def hkdf_expand(prk: bytes, info: bytes, length: int) -> bytes:
+    """HKDF-Expand (RFC 5869 section 2.3) with SHA-256."""
+    if not 0 < length <= 255 * 32:
+        raise ValueError("HKDF-SHA-256 can produce 1 to 8160 bytes")
+    out, block, counter = b"", b"", 1
+    while len(out) < length:
+        block = hmac.digest(prk, block + info + bytes([counter]), "sha256")
+        out += block
+        counter += 1
+    return out[:length]
+
+
+def hkdf_sha256(ikm: bytes, salt: bytes | None, info: bytes, length: int) -> bytes:
+    """HKDF with SHA-256 (RFC 5869): extract then expand. Tested against the RFC's appendix A vectors."""
+    return hkdf_expand(hkdf_extract(salt, ikm), info, length)
+
+
+class DomainKey:
+    """A key for one pseudonym domain ("analysis", "record", "export:<partner>").
+
+    One key per domain, so pseudonyms of one domain cannot be joined with another's; ``key_id`` is stored next
+    to each pseudonym so keys can be rotated (PRIVACY.md, "Keys and pseudonyms"). The key is never shown:
+    ``repr``/``str`` give the domain and key id only, and the object refuses to be pickled, so it cannot end up
+    in XCom, a log line or a file by accident; derive it inside the task that uses it.
+    """
+
+    __slots__ = ("_key", "domain", "key_id", "_inner", "_outer")
+
+    def __init__(self, key: bytes, domain: str):
+        if not isinstance(key, (bytes, bytearray)) or len(key) < MIN_KEY_BYTES:
+            raise PseudonymKeyError(f"a domain key must be at least {MIN_KEY_BYTES} bytes")
+        key = bytes(key)
+        object.__setattr__(self, "_key", key)
+        object.__setattr__(self, "domain", domain)
+        # Not secret: 32 bits of an HMAC under the key reveal nothing about the key, but tell keys apart.
+        object.__setattr__(self, "key_id", hmac.digest(key, b"key-id", "sha256").hex()[:8])
+        # HMAC's inner and outer hash states after the padded key (RFC 2104), computed once: copying them per
+        # value is about 2.5 times faster than hmac.digest() and gives the same result (tested).
+        block = hashlib.sha256().block_size
+        padded = (hashlib.sha256(key).digest() if len(key) > block else key).ljust(block, b"\0")
+        object.__setattr__(self, "_inner", hashlib.sha256(bytes(b ^ 0x36 for b in padded)))
+        object.__setattr__(self, "_outer", hashlib.sha256(bytes(b ^ 0x5C for b in padded)))
+
+    @property
+    def key(self) -> bytes:
+        return self._key
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("a DomainKey is immutable")
+
+    def __repr__(self) -> str:
+        return f"DomainKey(domain={self.domain!r}, key_id={self.key_id!r})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DomainKey):
+            return NotImplemented
+        return self.domain == other.domain and hmac.compare_digest(self._key, other._key)
+
+    def __hash__(self) -> int:
+        return hash((self.domain, self.key_id))
+
+    def __reduce__(self):
+        raise TypeError(
+            "a DomainKey is never pickled or serialised (it would land in XCom or a file): "
+            "pass the secret's name and call derive_key() inside the task"
+        )
+
+    def __copy__(self) -> "DomainKey":
+        return self
+
+    def __deepcopy__(self, memo: dict) -> "DomainKey":
+        return self
+
+    def hmac_hex(self, message: bytes) -> str:
+        """HMAC-SHA-256(key, message) as 64 hex characters."""
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
+
+
+def derive_key(master: bytes, domain: str) -> DomainKey:
+    """The key of one pseudonym domain: HKDF-SHA-256(master, info = prefix + domain), 32 bytes.
+
+    Domains: "analysis" (persons, inside the analysis layer), "record" (partners' record and case ids),
+    "export:<partner>" (one per partner export). Different domains give unrelated keys, so a partner holding its
+    export cannot join it to the analysis data or to another partner's export (PRIVACY.md, "Keys and
+    pseudonyms": one key per domain, derived with HKDF and a domain label).
+    """
+    if not isinstance(master, (bytes, bytearray)):
+        raise TypeError("the master key must be bytes (use load_key())")
+    if len(master) < MIN_KEY_BYTES:
+        raise PseudonymKeyError(f"the master key is {len(master)} bytes; at least {MIN_KEY_BYTES} are required")
+    if not isinstance(domain, str) or not DOMAIN_LABEL.fullmatch(domain):
+        raise ValueError(
+            f"domain label {domain!r} is not valid: lower case, like 'analysis', 'record' or 'export:housing'"
+        )
+    okm = hkdf_sha256(bytes(master), salt=None, info=HKDF_INFO_PREFIX + domain.encode("utf-8"), length=32)
+    return DomainKey(okm, domain)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Pseudonyms (PRIVACY.md, "Keys and pseudonyms")
+# --------------------------------------------------------------------------------------------------------------
+
+# Full HMAC-SHA-256 output, 64 hex characters. Truncating to 32 would still be collision-free in practice, but
+# saves little (32 bytes a value) and would make every reviewer check that "HMAC-SHA-256" still holds.
+PSEUDONYM_HEX_CHARS = 64
+
+
+def _require_text(uniques: Iterable[Any]) -> None:
+    for value in uniques:
+        if not isinstance(value, str):
+            raise TypeError(
+                f"identifiers must be text, found {type(value).__name__}: read identifier columns as text so a "
+                "leading zero survives (PRIVACY.md, 'Identifiers')"
+            )
+
+
+def _keyed(uniques: Iterable[str], key: DomainKey) -> list[str]:
+    return [key.hmac_hex(value.encode("utf-8")) for value in uniques]
+
+
+def pseudonymise(values, key: DomainKey):
+    """Keyed pseudonyms: HMAC-SHA-256(domain key, UTF-8 of the value) as 64 lower-case hex characters.
+
+    Never a plain or salted hash: every valid personnummer can be hashed in seconds, so only a secret key makes
+    the pseudonym one-way (PRIVACY.md, "Keys and pseudonyms"). Values are keyed exactly as given: canonicalise
+    first (``canonical_personnummer`` for personnummer) so that one person gets one pseudonym. Values must be
+    text; numbers are refused because a number has already lost its leading zeros (PRIVACY.md, "Identifiers").
+    Nulls stay null. Store ``key.key_id`` beside the pseudonyms.
+
+    Accepts a pandas Series (returns an object Series with the same index and name), a pyarrow Array or
+    ChunkedArray (returns a pyarrow string Array), or a numpy array / list (returns a numpy object array).
+
+    Works in bulk: the HMAC is computed once per distinct value (pandas factorize / pyarrow dictionary
+    encoding) and mapped back. Measured on 1,000,000 values with 500,000 distinct, on a shared 2-core
+    container under load: 0.5 to 0.9 s, about 1.1 to 2 million rows/s, for a Series, a numpy array or an arrow
+    array alike (the HMAC itself is about 0.6 microseconds a value); with 1,000 distinct values 0.06 to 0.3 s.
+    """
+    if not isinstance(key, DomainKey):
+        raise TypeError("key must be a DomainKey (derive_key(load_key(), domain))")
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return _pseudonymise_arrow(values, key)
+    if isinstance(values, pd.Series) and _arrow_backed(values):
+        keyed = _pseudonymise_arrow(pa.array(values.array), key).to_numpy(zero_copy_only=False)
+        return pd.Series(keyed, index=values.index, name=values.name, dtype=object)
+
+    series = values if isinstance(values, pd.Series) else pd.Series(np.asarray(values, dtype=object))
+    if not (pd.api.types.is_string_dtype(series.dtype) or series.dtype == object):
+        if not series.isna().all():
+            raise TypeError(
+                f"identifiers must be text, found dtype {series.dtype}: read identifier columns as text so a "
+                "leading zero survives (PRIVACY.md, 'Identifiers')"
+            )
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    uniques = uniques.tolist()
+    _require_text(uniques)
+    # The last slot is None, so the NA code -1 picks it.
+    lookup = np.array(_keyed(uniques, key) + [None], dtype=object)
+    out = lookup[codes]
+    if isinstance(values, pd.Series):
+        return pd.Series(out, index=values.index, name=values.name, dtype=object)
+    return out
+
+
+def _pseudonymise_arrow(values, key: DomainKey) -> pa.Array:
+    array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    if array.type == pa.null():
+        return pa.nulls(len(array), pa.string())
+    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
+            or pa.types.is_string_view(array.type)):
+        raise TypeError(
+            f"identifiers must be text, found arrow type {array.type}: read identifier columns as text "
+            "(PRIVACY.md, 'Identifiers')"
+        )
+    encoded = pc.dictionary_encode(array.cast(pa.string()))
+    digests = pa.array(_keyed(encoded.dictionary.to_pylist(), key), type=pa.string())
+    return pc.take(digests, encoded.indices)
+
+
+def pseudonymise_personnummer(values: pd.Series, key: DomainKey, reference_date: date | None = None):
+    """Canonicalise personnummer then key them: (pseudonyms, status). Invalid ones get no pseudonym and are
+    flagged in ``status`` (PRIVACY.md, "Identifiers": flagged, never passed on in clear)."""
+    canonical, status = canonical_personnummer(values, reference_date=reference_date)
+    return pseudonymise(canonical, key), status
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Personnummer and samordningsnummer (PRIVACY.md, "Identifiers")
+# --------------------------------------------------------------------------------------------------------------
+
+STATUS_VALID = "valid"
+STATUS_INVALID_CHECKSUM = "invalid_checksum"
+STATUS_INVALID_DATE = "invalid_date"
+STATUS_NOT_A_PERSONNUMMER = "not_a_personnummer"
+STATUS_MISSING = "missing"
+PERSONNUMMER_STATUSES = (
+    STATUS_VALID, STATUS_INVALID_CHECKSUM, STATUS_INVALID_DATE, STATUS_NOT_A_PERSONNUMMER, STATUS_MISSING,
+)
+
+# A samordningsnummer (coordination number) is a personnummer whose day of birth has 60 added (Skatteverket).
+COORDINATION_DAY_OFFSET = 60
+
+# The "+" separator marks a person who is 100 or older: from the year they turn 100 (Skatteverket, and
+# PRIVACY.md, "Identifiers"). Without it, a 10-digit number belongs to someone younger than 100.
+CENTENARIAN_YEARS = 100
+
+# Dash-like characters people and systems put between date and serial: hyphen, non-breaking hyphen, figure
+# dash, en dash, em dash, horizontal bar, minus sign, small and full-width hyphen-minus.
+_DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"
+_PLUSES = "\uff0b\ufe62"
+_SPACES = "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f\u3000"
+_INVISIBLE = "\u00ad\u200b\u200c\u200d\u2060\ufeff"
+
+
+@functools.cache
+def _digit_table() -> dict[int, str]:
+    """Every Unicode decimal digit (category Nd: full-width, Arabic-Indic, Devanagari, ...) -> ASCII digit."""
+    table = {}
+    for codepoint in range(128, sys.maxunicode + 1):
+        value = unicodedata.decimal(chr(codepoint), None)
+        if value is not None:
+            table[codepoint] = str(value)
+    return table
+
+
+@functools.cache
+def _fold_table() -> dict[int, str]:
+    """str.translate table: Unicode digits to ASCII, dashes to "-", pluses to "+", spaces to " ", invisible
+    characters out."""
+    table = dict(_digit_table())
+    table.update({ord(c): "-" for c in _DASHES})
+    table.update({ord(c): "+" for c in _PLUSES})
+    table.update({ord(c): " " for c in _SPACES})
+    table.update({ord(c): "" for c in _INVISIBLE})
+    return table
+
+
+def fold_digits(text: str) -> str:
+    """Fold Unicode decimal digits to ASCII and dash, plus and space variants to their ASCII forms."""
+    return text.translate(_fold_table())
+
+
+_PERSONNUMMER = re.compile(
+    r"(?P<century>[0-9]{2})?(?P<yy>[0-9]{2})(?P<mm>[0-9]{2})(?P<dd>[0-9]{2})"
+    r" *(?P<sep>[-+]?) *(?P<serial>[0-9]{3})(?P<check>[0-9])"
+)
+# Luhn doubles every other digit from the left of YYMMDDNNN and adds the digits of the product: 7 -> 14 -> 5.
+_LUHN_DOUBLED = np.array([0, 2, 4, 6, 8, 1, 3, 5, 7, 9], dtype=np.uint8)
+_DAYS_IN_MONTH = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+def _luhn_matrix(digits: np.ndarray) -> np.ndarray:
+    """Luhn check of each row of an (n, 10) array of digits: weights 2,1,2,... over the first 9 digits."""
+    doubled = _LUHN_DOUBLED[digits[:, 0:9:2]].sum(axis=1, dtype=np.int32)
+    total = doubled + digits[:, 1:9:2].sum(axis=1, dtype=np.int32)
+    return (10 - total % 10) % 10 == digits[:, 9]
+
+
+def _digit_rows(strings: Iterable[str], width: int) -> np.ndarray:
+    joined = "".join(strings).encode("ascii")
+    return np.frombuffer(joined, dtype=np.uint8).reshape(-1, width) - np.uint8(ord("0"))
+
+
+def _arrow_digit_rows(strings: pa.Array, width: int) -> np.ndarray:
+    """(n, width) digits of an arrow string array whose values are all ``width`` ASCII digits, without Python
+    objects: read straight from the array's data buffer."""
+    strings = strings.cast(pa.string())
+    if len(strings) == 0:
+        return np.zeros((0, width), dtype=np.uint8)
+    start = strings.offset
+    offsets = np.frombuffer(strings.buffers()[1], dtype=np.int32)[start: start + len(strings) + 1]
+    data = np.frombuffer(strings.buffers()[2], dtype=np.uint8)[offsets[0]: offsets[-1]]
+    return data.reshape(-1, width) - np.uint8(ord("0"))
+
+
+def _arrow_text(values: pd.Series) -> pa.Array:
+    """``values`` as an arrow string array with nulls, Unicode digits, dashes and spaces folded to ASCII.
+
+    Only the (rare) non-ASCII values go through Python's str.translate; the rest stay in arrow."""
+    array = _arrow_strings(values.astype("str")).cast(pa.string())
+    ascii_ok = pc.fill_null(pc.string_is_ascii(array), True).to_numpy(zero_copy_only=False)
+    if not ascii_ok.all():
+        positions = np.flatnonzero(~ascii_ok)
+        folded = np.full(len(array), None, dtype=object)
+        odd = pc.take(array, pa.array(positions)).to_pylist()
+        folded[positions] = [v.translate(_fold_table()) for v in odd]
+        array = pc.if_else(pa.array(~ascii_ok), pa.array(folded, type=pa.string()), array)
+    return array
+
+
+def luhn_ok(digits10: str) -> bool:
+    """Whether a 10-digit personnummer (YYMMDDNNNC) has the right check digit C: Luhn over the 9 digits before
+    it (PRIVACY.md, "Identifiers"). Unicode digits are folded; anything but 10 digits is a ValueError."""
+    folded = fold_digits(digits10)
+    if len(folded) != 10 or not folded.isascii() or not folded.isdigit():
+        raise ValueError("luhn_ok needs exactly 10 digits (YYMMDDNNNC)")
+    return bool(_luhn_matrix(_digit_rows([folded], 10))[0])
+
+
+def canonical_personnummer(
+    values: pd.Series, reference_date: date | None = None
+) -> tuple[pd.Series, pd.Series]:
+    """Canonical 12-digit personnummer (YYYYMMDDNNNC, ASCII) and a status for each value, vectorised.
+
+    So that one person gets one pseudonym whatever the format (PRIVACY.md, "Identifiers"), all of these give
+    198507099805: ``850709-9805``, ``8507099805``, ``198507099805``, ``850709 9805``, ``850709–9805`` (any
+    dash), and the same with full-width or other Unicode digits. Samordningsnummer (day + 60,
+    ``850769-...``) are accepted and keep their day as given, since that is the identifier.
+
+    Century of a 10-digit form, relative to ``reference_date`` (default: today):
+    - with "-" or no separator, the century that makes the person younger than 100 on ``reference_date``
+      (born on or before that date, less than 100 years earlier);
+    - with "+", the latest year at least 100 years before the reference year: Skatteverket changes the "-" to a
+      "+" from the *year* the person turns 100, so in March 2025 "250701+..." is someone born in July 1925.
+    A 12-digit form keeps its century (18, 19 or 20) and must not lie after ``reference_date``.
+
+    Status: "valid", "invalid_checksum" (Luhn over the 9 digits before the check digit fails), "invalid_date"
+    (no such day, or a birth after the reference date), "not_a_personnummer", "missing". Only valid numbers get
+    a canonical value; the others are None and are never passed on in clear.
+
+    Values must be text (an integer column has lost the leading zero of everyone born 2000-2009).
+    Vectorised with pyarrow's compute kernels: 1,000,000 numbers in 1.1 to 1.8 s (shared 2-core container).
+    """
+    if not isinstance(values, pd.Series):
+        values = pd.Series(values, dtype=object)
+    if pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty") and not values.isna().all():
+        raise TypeError(
+            f"personnummer must be read as text, found {pd.api.types.infer_dtype(values, skipna=True)} values: "
+            "a number has lost its leading zero (PRIVACY.md, 'Identifiers')"
+        )
+    ref = reference_date or date.today()
+    n = len(values)
+    # pyarrow's compute kernels (RE2) do the parsing: about 8 times faster than pandas' Python-regex extract.
+    text = _arrow_text(values)
+    text = pc.utf8_trim_whitespace(text)
+    missing = pc.fill_null(pc.equal(text, ""), True).to_numpy(zero_copy_only=False)
+
+    parsed = pc.extract_regex(text, f"^{_PERSONNUMMER.pattern}$")
+    matched = parsed.is_valid().to_numpy(zero_copy_only=False) & ~missing
+    ex = parsed.filter(pa.array(matched))
+
+    status = np.full(n, STATUS_NOT_A_PERSONNUMMER, dtype=object)
+    status[missing] = STATUS_MISSING
+    canonical = np.full(n, None, dtype=object)
+
+    if len(ex):
+        def field(name: str) -> pa.Array:
+            return ex.field(name)
+
+        def ints(name: str) -> np.ndarray:
+            column = field(name)
+            return pc.cast(pc.if_else(pc.equal(column, ""), "0", column), pa.int64()).to_numpy()
+
+        has_century = pc.not_equal(field("century"), "").to_numpy(zero_copy_only=False)
+        century, yy, mm, dd = ints("century"), ints("yy"), ints("mm"), ints("dd")
+        plus = pc.equal(field("sep"), "+").to_numpy(zero_copy_only=False)
+        coordination = dd > COORDINATION_DAY_OFFSET
+        day = np.where(coordination, dd - COORDINATION_DAY_OFFSET, dd)
+        month_day = mm * 100 + day
+        ref_month_day = ref.month * 100 + ref.day
+
+        # Under 100: the latest year <= the reference year ending in yy; a day later in the year than the
+        # reference date would be an unborn person, so it is a century earlier.
+        year_young = ref.year - (ref.year - yy) % 100
+        unborn = (year_young == ref.year) & (month_day > ref_month_day)
+        year_young = np.where(unborn, year_young - 100, year_young)
+        # "+": the latest year ending in yy that is at least 100 years before the reference year.
+        old = ref.year - CENTENARIAN_YEARS
+        year_old = old - (old - yy) % 100
+        year = np.where(has_century, century * 100 + yy, np.where(plus, year_old, year_young))
+
+        leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+        month_ok = (mm >= 1) & (mm <= 12)
+        max_day = _DAYS_IN_MONTH[np.clip(mm, 1, 12) - 1] + ((mm == 2) & leap)
+        day_ok = (day >= 1) & (day <= max_day)
+        not_future = (year * 10000 + month_day) <= (ref.year * 10000 + ref_month_day)
+        century_ok = ~has_century | np.isin(century, (18, 19, 20))
+        date_ok = month_ok & day_ok & not_future & century_ok
+
+        ten = pc.binary_join_element_wise(
+            field("yy"), field("mm"), field("dd"), field("serial"), field("check"), ""
+        )
+        luhn = _luhn_matrix(_arrow_digit_rows(ten, 10))
+
+        sub_status = np.where(
+            ~date_ok, STATUS_INVALID_DATE, np.where(~luhn, STATUS_INVALID_CHECKSUM, STATUS_VALID)
+        ).astype(object)
+        status[matched] = sub_status
+        valid = sub_status == STATUS_VALID
+        full = pc.binary_join_element_wise(
+            pc.cast(pa.array(year), pa.string()), pc.utf8_slice_codeunits(ten, 2), ""
+        ).to_numpy(zero_copy_only=False)
+        canonical[matched] = np.where(valid, full, None)
+
+    return (
+        pd.Series(canonical, index=values.index, name=values.name, dtype=object),
+        pd.Series(status, index=values.index, name="status", dtype=object),
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Free text (PRIVACY.md, "Free text")
+# --------------------------------------------------------------------------------------------------------------
+
+TOKEN_PERSONNUMMER = "[personnummer]"
+TOKEN_PHONE = "[telefon]"
+TOKEN_EMAIL = "[e-post]"
+TOKEN_PLATE = "[regnr]"
+TOKEN_ADDRESS = "[adress]"
+
+_DASH_CLASS = "\\-" + _DASHES
+_PLUS_CLASS = "+" + _PLUSES
+_HSPACE = " \u00a0\u202f\u2009"
+
+_EMAIL_RE = re.compile(r"[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+")
+
+# Personnummer-shaped runs, any digits (Python's \d matches every Unicode decimal digit): YYMMDD or YYYYMMDD, an
+# optional dash, plus or space, then 4 digits; not inside a longer run of digits.
+_PNR_SEPARATOR = rf"(?:[{_HSPACE}]?[{_DASH_CLASS}{_PLUS_CLASS}][{_HSPACE}]?|[{_HSPACE}])"
+_PNR_TEXT_RE = re.compile(rf"(?<!\d)(?:\d{{2}})?\d{{6}}{_PNR_SEPARATOR}?\d{{4}}(?!\d)")
+
+# Swedish phone numbers. International: +46 / 0046, optional (0), then 7 to 10 digits with single spaces or
+# dashes. National: 0 + area code (1 to 3 more digits, 07x for mobiles), an optional separator, then 6 to 8
+# digits separated by single spaces only, so dates such as 07-06-2025 are not taken for numbers.
+_SP = f"[{_HSPACE}]"
+_PHONE_RE = re.compile(
+    rf"(?<![\w+])(?:\+|00){_SP}?46{_SP}?(?:\(0\){_SP}?)?[1-9](?:[{_HSPACE}{_DASH_CLASS}]?\d){{6,9}}(?!\d)"
+    rf"|(?<![\w+])0[1-9]\d{{0,3}}(?:{_SP}?[{_DASH_CLASS}/]{_SP}?|{_SP})?\d(?:{_SP}?\d){{5,7}}(?!\d)"
+)
+
+# Car plates: ABC 123 and the newer ABC 12A (capitals, optional space or dash), or glued lower case abc123.
+# Three capitals and two digits then a § (SOL 14§) or a 4-digit year (BRÅ 2023) are not plates.
+_PLATE_RE = re.compile(
+    r"(?<![\w\-])(?:[A-Z]{3}[ \u00a0\-]?\d{2}[0-9A-Z]|[a-z]{3}\d{2}[0-9a-z])(?![\w§])"
+)
+
+# Street addresses with a house number. The street is a word ending in one of these (Drottninggatan,
+# Storgatan, Ekersvägen, ...) followed by a 1-3 digit number, an optional letter (12B, 12 B) and an optional
+# range (5-7). A number followed by ".04" or ":30" is a time ("Markbacken 22.04"), and four digits a year
+# ("Sveaparken 2022"); neither is taken. A street named without a number, or "Vivalla centrum", stays.
+STREET_SUFFIXES = (
+    "gatan", "vägen", "gränd", "gränden", "stigen", "allén", "allé", "torget", "backen", "leden", "plan",
+    "platsen", "stråket", "parken", "promenaden", "slingan", "gången",
+)
+_ADDRESS_RE = re.compile(
+    r"(?<![\w\-])[^\W\d_][^\W\d_\-]*(?i:" + "|".join(sorted(STREET_SUFFIXES, key=len, reverse=True)) + r")"
+    rf"[{_HSPACE}]+\d{{1,3}}(?:[A-Za-z](?![\w])|[{_HSPACE}][A-H](?![\w]))?"
+    rf"(?:[{_HSPACE}]?[{_DASH_CLASS}][{_HSPACE}]?\d{{1,3}}[A-Za-z]?)?(?![\d\w]|[.:,]\d)"
+)
+
+
+def _personnummer_hits(text: pd.Series) -> set[str]:
+    """The distinct personnummer-shaped runs in ``text`` that are to be replaced.
+
+    A run is a personnummer when its last 10 digits pass Luhn (even if it might be a phone number: PRIVACY.md,
+    "Free text"), or when it has a dash or "+" between a plausible date (month 01-12, day 01-31 or 61-91) and
+    4 digits: a mistyped check digit still points at a person. Luhn runs once per distinct candidate.
+    """
+    found = text.str.extractall(f"(?P<run>{_PNR_TEXT_RE.pattern})")
+    if found.empty:
+        return set()
+    runs = pd.Series(found["run"].unique(), dtype=object)
+    digits = runs.str.translate(_fold_table()).str.replace(r"[^0-9]", "", regex=True)
+    last10 = _digit_rows(digits.str.slice(-10).tolist(), 10)
+    luhn = _luhn_matrix(last10)
+    month = last10[:, 2] * 10 + last10[:, 3]
+    day = last10[:, 4] * 10 + last10[:, 5]
+    plausible = (month >= 1) & (month <= 12) & (((day >= 1) & (day <= 31)) | ((day >= 61) & (day <= 91)))
+    separated = runs.str.contains(f"[{_DASH_CLASS}{_PLUS_CLASS}]", regex=True).to_numpy(dtype=bool)
+    hit = luhn | (plausible & separated)
+    return set(runs[hit])
+
+
+# Cheap pre-filters, run by pyarrow's RE2 over the whole column: a text that does not match one cannot hold a
+# match of the corresponding pattern, so the (slower, Python) pattern runs only on the few texts that do.
+_RE2_HSPACE = r"[ \x{a0}\x{202f}\x{2009}]"
+_PREFILTERS = {
+    "e-post": r"@",
+    "personnummer": r"\p{Nd}{6}",
+    "telefon": r"0[1-9]|00|\+",
+    "regnr": rf"[A-Z]{{3}}[ \x{{a0}}\-]?\p{{Nd}}{{2}}|[a-z]{{3}}\p{{Nd}}{{2}}",
+    "adress": rf"(?i:{'|'.join(STREET_SUFFIXES)}){_RE2_HSPACE}+\p{{Nd}}",
+}
+
+
+def _scrub(values: pd.Series) -> tuple[pd.Series, dict[str, int]]:
+    if not isinstance(values, pd.Series):
+        values = pd.Series(values, dtype=object)
+    text = values.astype("str").reset_index(drop=True)
+    counts: dict[str, int] = {}
+
+    def replace(name: str, pattern: re.Pattern, token: str) -> None:
+        arrow = _arrow_strings(text)
+        maybe = pc.fill_null(pc.match_substring_regex(arrow, _PREFILTERS[name]), False)
+        maybe = maybe.to_numpy(zero_copy_only=False)
+        subset = text[maybe]
+        repl: Any = token
+        if name == "personnummer":
+            hits = _personnummer_hits(subset)
+            repl = lambda m: token if m.group(0) in hits else m.group(0)  # noqa: E731
+        before = int(subset.str.count(re.escape(token)).sum())
+        subset = subset.str.replace(pattern, repl, regex=True)
+        counts[name] = int(subset.str.count(re.escape(token)).sum()) - before
+        text[maybe] = subset
+
+    replace("e-post", _EMAIL_RE, TOKEN_EMAIL)
+    replace("personnummer", _PNR_TEXT_RE, TOKEN_PERSONNUMMER)
+    replace("telefon", _PHONE_RE, TOKEN_PHONE)
+    replace("regnr", _PLATE_RE, TOKEN_PLATE)
+    replace("adress", _ADDRESS_RE, TOKEN_ADDRESS)
+    ordered = {name: counts[name] for name in ("personnummer", "telefon", "e-post", "regnr", "adress")}
+    return pd.Series(text.to_numpy(), index=values.index, name=values.name, dtype=text.dtype), ordered
+
+
+def _arrow_backed(series: pd.Series) -> bool:
+    return isinstance(series.dtype, pd.StringDtype) and series.dtype.storage == "pyarrow"
+
+
+def _arrow_strings(text: pd.Series) -> pa.Array:
+    if _arrow_backed(text):
+        array = pa.array(text.array)
+    else:
+        array = pa.array(text.to_numpy(dtype=object, na_value=None), type=pa.string())
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+
+
+def scrub_text(values: pd.Series) -> pd.Series:
+    """Free text with personnummer, phone numbers, e-mail addresses, car plates and street addresses replaced by
+    "[personnummer]", "[telefon]", "[e-post]", "[regnr]", "[adress]" (PRIVACY.md, "Free text").
+
+    Scrubbed text stays in the restricted layer; free text never reaches a shared output at all. Vectorised:
+    per pattern, a cheap pre-filter (pyarrow, RE2) picks the texts that might hold a match and one
+    ``Series.str.replace`` with the compiled pattern runs over those. Personnummer candidates are extracted
+    first and Luhn-checked once per distinct run; the replacement then looks each match up in that set. E-mail
+    goes first (an address may hold digits), then personnummer (so a Luhn-valid 10-digit run counts as one even
+    when it looks like a phone number), phone numbers, plates, addresses. Ages ("i 20-årsåldern"), times
+    ("kl. 22.30"), dates ("2025-06-07"), case numbers ("5000-K123456-25"), road numbers ("LV 205") and place
+    names without a number ("Vivalla") are left as they are. Nulls stay null; the result has pandas' "str"
+    dtype. About 96,000 real narrative paragraphs (12 MB) take 1.4 to 1.6 s.
+    """
+    return _scrub(values)[0]
+
+
+def scrub_report(values: pd.Series) -> dict[str, int]:
+    """How many of each kind ``scrub_text`` removes from ``values``: {"personnummer": n, "telefon": n, ...}."""
+    return _scrub(values)[1]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Published numbers (PRIVACY.md, "Published numbers")
+# --------------------------------------------------------------------------------------------------------------
+
+# Primary suppression: a published count from 1 to 4 is shown as "<5". Counts this small can point at a
+# person, above all together with what a reader already knows about a street or a school.
+PRIMARY_THRESHOLD = 5
+# Cells fed by social services, schools or home care (a contract with ``sensitive: true``) are about children
+# and health: the threshold is 10 there.
+SENSITIVE_THRESHOLD = 10
+# Where persons are known, a cell must involve at least 3 distinct persons, or it is suppressed: 20 incidents
+# of one person are that person's record.
+MIN_DISTINCT_PERSONS = 3
+
+# Shown for a suppressed cell whose reason is not its own size (secondary suppression, too few persons): it
+# states no range. Such a cell always holds at least the threshold (zeros are shown and 1..4 say "<5"); a reader
+# can work that out, so the audit in ``suppression_intervals`` assumes the attacker knows it too.
+HIDDEN_LABEL = ".."
+TOTAL_KEY = "Totalt"
+
+
+def suppressed_label(threshold: int = PRIMARY_THRESHOLD) -> str:
+    """The label of a primarily suppressed count: "<5", or "<10" for the sensitive threshold."""
+    return f"<{int(threshold)}"
+
+
+SUPPRESSED_LABEL = suppressed_label(PRIMARY_THRESHOLD)
+
+
+def threshold_for(sensitive: bool) -> int:
+    """The primary threshold for a cell: SENSITIVE_THRESHOLD when any source feeding it is marked ``sensitive``
+    in its contract (social services, schools, home care), else PRIMARY_THRESHOLD."""
+    return SENSITIVE_THRESHOLD if sensitive else PRIMARY_THRESHOLD
+
+
+def _counts(n) -> pd.Series:
+    series = n if isinstance(n, pd.Series) else pd.Series(np.asarray(n))
+    numeric = pd.to_numeric(series, errors="raise")
+    if numeric.isna().any():
+        raise ValueError("a published count cannot be missing: count it as 0")
+    array = numeric.to_numpy(dtype=float)
+    if (array < 0).any() or (array != np.round(array)).any():
+        raise ValueError("published counts must be whole numbers of 0 or more")
+    return pd.Series(array.astype(np.int64), index=series.index, name=series.name)
+
+
+def is_suppressed(n, threshold: int = PRIMARY_THRESHOLD, distinct_persons=None) -> pd.Series:
+    """Which counts must not be shown: 1 to threshold-1 (primary suppression), and, where ``distinct_persons``
+    is given, any non-zero count involving fewer than MIN_DISTINCT_PERSONS persons (PRIVACY.md, "Published
+    numbers"). Zero may be shown."""
+    counts = _counts(n)
+    mask = (counts > 0) & (counts < threshold)
+    if distinct_persons is not None:
+        persons = np.asarray(distinct_persons)
+        mask = mask | ((counts > 0) & (persons < MIN_DISTINCT_PERSONS))
+    return mask.rename("suppressed")
+
+
+def suppress_counts(
+    n, threshold: int = PRIMARY_THRESHOLD, distinct_persons=None
+) -> tuple[pd.Series, pd.Series]:
+    """Counts as they may be published, and which were suppressed: (display, suppressed).
+
+    0 is shown as "0"; 1 to threshold-1 as "<threshold" ("<5", "<10"); a count of threshold or more that
+    involves fewer than MIN_DISTINCT_PERSONS persons as HIDDEN_LABEL (saying "<5" there would be false).
+    Apply it to every published number, totals included (PRIVACY.md, "Published numbers"); for a table with
+    totals use ``secondary_suppression`` as well.
+    """
+    counts = _counts(n)
+    suppressed = is_suppressed(counts, threshold, distinct_persons)
+    display = counts.astype(str)
+    display[suppressed & (counts >= threshold)] = HIDDEN_LABEL
+    display[(counts > 0) & (counts < threshold)] = suppressed_label(threshold)
+    return display.rename("display"), suppressed
+
+
+def _grid_with_margins(table: pd.DataFrame, value_col: str, row_key: str, col_key: str,
+                       threshold: int | Iterable[int]) -> pd.DataFrame:
+    """The full grid with its margins in long form, and each cell's threshold: a cell's own (the largest of the
+    rows that make it), a total's the largest in its row or column: a total fed by a sensitive cell is
+    sensitive too."""
+    cells = table[[row_key, col_key, value_col]].copy()
+    cells["_t"] = np.broadcast_to(np.asarray(threshold, dtype=np.int64), (len(cells),))
+    wide = cells.pivot_table(index=row_key, columns=col_key, values=value_col, aggfunc="sum", fill_value=0,
+                             observed=True)
+    if TOTAL_KEY in wide.index or TOTAL_KEY in wide.columns:
+        raise ValueError(f"{TOTAL_KEY!r} is reserved for the margins")
+    base = int(np.min(cells["_t"])) if len(cells) else PRIMARY_THRESHOLD
+    limits = cells.pivot_table(index=row_key, columns=col_key, values="_t", aggfunc="max", fill_value=base,
+                               observed=True).reindex(index=wide.index, columns=wide.columns, fill_value=base)
+    wide.loc[TOTAL_KEY] = wide.sum(axis=0)
+    wide[TOTAL_KEY] = wide.sum(axis=1)
+    limits.loc[TOTAL_KEY] = limits.max(axis=0)
+    limits[TOTAL_KEY] = limits.max(axis=1)
+    long = wide.stack(future_stack=True).rename(value_col).reset_index()
+    long.columns = [row_key, col_key, value_col]
+    long[value_col] = long[value_col].astype(np.int64)
+    long["threshold"] = limits.stack(future_stack=True).to_numpy().astype(np.int64)
+    long["is_total"] = (long[row_key] == TOTAL_KEY) | (long[col_key] == TOTAL_KEY)
+    return long
+
+
+def suppression_intervals(grid: pd.DataFrame, value_col: str, row_key: str, col_key: str,
+                          threshold: int = PRIMARY_THRESHOLD) -> pd.DataFrame:
+    """What an attacker can learn about each suppressed cell of a published table with margins: the smallest
+    and largest value consistent with everything shown (the visible cells and margins, every row and column
+    adding up, a "<t" cell being 1..t-1, a HIDDEN_LABEL cell being at least t, where t is the cell's
+    ``threshold`` column, else ``threshold``).
+
+    The constraints are a network flow's (source -> rows -> cells -> columns -> sink), whose matrix is totally
+    unimodular, so the linear-programming bounds are whole numbers and exact: a cell with min == max is
+    recoverable. ``grid`` is the output of ``secondary_suppression``. Uses scipy's HiGHS solver.
+    """
+    from scipy.optimize import linprog
+
+    hidden = grid.index[grid["suppressed"].to_numpy(dtype=bool)]
+    if len(hidden) == 0:
+        return pd.DataFrame(columns=[row_key, col_key, "low", "high"])
+    position = {idx: k for k, idx in enumerate(hidden)}
+    values = grid[value_col].to_numpy()
+    rows_eq, rhs = [], []
+    for key, other in ((row_key, col_key), (col_key, row_key)):
+        for _, line in grid.groupby(key, sort=False):
+            total_mask = (line[other] == TOTAL_KEY).to_numpy()
+            coefficient = np.where(total_mask, -1.0, 1.0)
+            row = np.zeros(len(hidden))
+            constant = 0.0
+            for idx, coef in zip(line.index, coefficient):
+                if idx in position:
+                    row[position[idx]] += coef
+                else:
+                    constant += coef * values[idx]
+            if row.any():
+                rows_eq.append(row)
+                rhs.append(-constant)
+    a_eq, b_eq = np.array(rows_eq), np.array(rhs)
+    # What the label tells: "<5" is 1..4; ".." (secondary, or too few persons) is never 1..4 and never 0,
+    # since zeros are shown and never used as complements.
+    if "threshold" in grid:
+        limits = grid.loc[hidden, "threshold"].to_numpy()
+    else:
+        limits = np.full(len(hidden), threshold)
+    small = grid.loc[hidden, "display"].astype(str).str.startswith("<").to_numpy()
+    # Where the table shows "<t" labels, a ".." cannot be 1..t-1; where it shows none, it may be anything >= 1.
+    lowest = limits if small.any() else np.ones(len(hidden), dtype=np.int64)
+    bounds = [(1, int(t) - 1) if s else (int(lo), None) for s, t, lo in zip(small, limits, lowest)]
+    low, high = [], []
+    for k in range(len(hidden)):
+        c = np.zeros(len(hidden))
+        c[k] = 1.0
+        result_min = linprog(c, A_eq=a_eq, b_eq=b_eq, bounds=bounds, method="highs")
+        result_max = linprog(-c, A_eq=a_eq, b_eq=b_eq, bounds=bounds, method="highs")
+        if result_min.status != 0 or result_max.status not in (0, 3):
+            raise RuntimeError(f"suppression audit failed: {result_min.message} / {result_max.message}")
+        low.append(round(result_min.fun))
+        high.append(round(-result_max.fun) if result_max.status == 0 else np.inf)
+    out = grid.loc[hidden, [row_key, col_key]].copy()
+    out["low"], out["high"] = low, high
+    return out
+
+
+def secondary_suppression(table: pd.DataFrame, value_col: str, row_key: str, col_key: str,
+                          threshold: int | pd.Series = PRIMARY_THRESHOLD, primary: pd.Series | None = None,
+                          audit: bool = True) -> pd.DataFrame:
+    """Primary and secondary suppression of a two-way table published with row, column and grand totals.
+
+    Returns the full grid in long form, margins included (``TOTAL_KEY`` as the row or column key): columns
+    ``row_key, col_key, value_col, threshold, is_total, suppressed, suppression`` ("primary", "secondary" or
+    "") and ``display``. Missing combinations are zeros, as the published table would show them.
+
+    ``threshold`` is one number, or one per row of ``table`` (``threshold_for(sensitive)``): a total takes the
+    largest threshold of the cells it adds up, so a total fed by social services is "<10" too.
+
+    Rule (PRIVACY.md, "Published numbers"): no suppressed cell may be recoverable from the row or column
+    totals. Primary suppression hides 1..threshold-1 (interior cells and totals alike, and the cells in
+    ``primary``, e.g. too few persons). Then, until nothing changes, any row or column (its total included)
+    with exactly one hidden member gets its smallest visible non-zero cell hidden too, or its total when it has
+    none; zeros are never used, since a hidden zero protects nothing. With ``audit`` the result is
+    then checked exactly (``suppression_intervals``) and, while any hidden cell is still pinned to one value
+    by the totals, the smallest visible non-zero cell beside it is hidden as well.
+
+    When no pattern protects the table while "<5" labels are shown (four cells of 1 in a row whose total is
+    "<5" must all be 1), it starts again and shows every hidden cell as HIDDEN_LABEL, which states no range:
+    stricter than "<5", never looser.
+
+    Linking with other tables (the weekly figures against the quarterly ones) is not covered here: publish
+    such tables from the same suppressed grid.
+    """
+    grid = _grid_with_margins(table, value_col, row_key, col_key, threshold)
+    values = grid[value_col].to_numpy()
+    limits = grid["threshold"].to_numpy()
+    primary_mask = (values > 0) & (values < limits)
+    if primary is not None:
+        flagged = table.assign(_p=np.asarray(primary, dtype=bool))
+        extra = flagged.groupby([row_key, col_key], observed=True)["_p"].any()
+        keys = pd.MultiIndex.from_frame(grid[[row_key, col_key]])
+        primary_mask |= extra.reindex(keys, fill_value=False).to_numpy(dtype=bool) & (values > 0)
+    suppressed = primary_mask.copy()
+    is_total = grid["is_total"].to_numpy()
+
+    def hide_one_in(lines_key: str, other_key: str, needy: pd.Index) -> bool:
+        """For each line in ``needy``, hide its smallest visible non-zero member, else the line's total. The
+        members of an ordinary row are its cells; those of the total row are the column totals."""
+        changed = False
+        in_needy = grid[lines_key].isin(needy).to_numpy()
+        member = (grid[other_key] != TOTAL_KEY).to_numpy()
+        candidates = grid[in_needy & ~suppressed & (values > 0) & member]
+        ordered = candidates.sort_values([lines_key, value_col, other_key])
+        chosen = ordered.groupby(lines_key, sort=False).head(1)
+        if len(chosen):
+            suppressed[grid.index.get_indexer(chosen.index)] = True
+            changed = True
+        without = needy.difference(pd.Index(chosen[lines_key]))
+        if len(without):
+            margin = grid[grid[lines_key].isin(without) & (grid[other_key] == TOTAL_KEY)].index
+            margin = margin[~suppressed[margin] & (values[margin] > 0)]
+            if len(margin):
+                suppressed[margin] = True
+                changed = True
+        return changed
+
+    def settle() -> None:
+        while True:
+            changed = False
+            for key, other in ((row_key, col_key), (col_key, row_key)):
+                per_line = pd.Series(suppressed).groupby(grid[key].to_numpy(), sort=False).sum()
+                needy = per_line.index[per_line.to_numpy() == 1]
+                if len(needy) and hide_one_in(key, other, pd.Index(needy)):
+                    changed = True
+            if not changed:
+                return
+
+    def labelled(ranges: bool) -> pd.DataFrame:
+        out = grid.copy()
+        out["suppressed"] = suppressed
+        out["suppression"] = np.where(primary_mask, "primary", np.where(suppressed, "secondary", ""))
+        display = out[value_col].astype(str).to_numpy(dtype=object)
+        display[suppressed] = HIDDEN_LABEL
+        if ranges:
+            small = (values > 0) & (values < limits)
+            display[small] = [suppressed_label(t) for t in limits[small]]
+        out["display"] = display
+        return out
+
+    def protect(ranges: bool) -> bool:
+        """Hide more until no hidden cell is pinned; False when nothing is left to hide and one still is."""
+        settle()
+        while audit:  # each round hides at least one more cell or gives up, so it ends
+            intervals = suppression_intervals(labelled(ranges), value_col, row_key, col_key)
+            pinned = intervals[intervals["low"] == intervals["high"]]
+            if pinned.empty:
+                break
+            first = pinned.iloc[0]
+            changed = hide_one_in(row_key, col_key, pd.Index([first[row_key]])) or hide_one_in(
+                col_key, row_key, pd.Index([first[col_key]]))
+            if not changed:
+                # Nothing visible is left beside it: hide the smallest visible non-zero cell anywhere.
+                visible = np.flatnonzero(~suppressed & (values > 0))
+                if not len(visible):
+                    return False
+                suppressed[visible[np.argmin(values[visible] + is_total[visible] * values.max())]] = True
+            settle()
+        return True
+
+    if protect(ranges=True):
+        return labelled(ranges=True)
+    # "<5" itself gives too much away here (e.g. four 1s and their total "<5": all must be 1). Start again and
+    # show every hidden cell as ".." with no range, which reveals less than "<5" does.
+    suppressed[:] = primary_mask
+    if protect(ranges=False):
+        return labelled(ranges=False)
+    raise ValueError(  # not reached: with no ranges shown, an all-hidden table pins nothing
+        "this table cannot be published with its totals without a recoverable cell: merge areas or categories "
+        "(PRIVACY.md, 'Published numbers')"
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# CSV exports (PRIVACY.md, "Reports and maps")
+# --------------------------------------------------------------------------------------------------------------
+
+# A spreadsheet runs a cell beginning with one of these as a formula (OWASP, "CSV Injection").
+CSV_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _neutralise_strings(series: pd.Series) -> pd.Series:
+    try:
+        starts = series.str.startswith(CSV_FORMULA_PREFIXES)
+    except AttributeError:  # an object column holding no text at all
+        return series
+    mask = starts.fillna(False).astype(bool).to_numpy()
+    if not mask.any():
+        return series
+    out = series.copy()
+    out[mask] = "'" + out[mask].astype(str)
+    return out
+
+
+def neutralise_csv_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` in which every text cell (and column name) beginning with = + - @, a tab or a
+    carriage return gets a leading apostrophe, so a spreadsheet shows it as text instead of running it as a
+    formula (PRIVACY.md, "Reports and maps"; OWASP, "CSV Injection"). Numbers are left alone: -3 stays a number.
+    """
+    out = frame.copy()
+    for column in out.columns:
+        series = out[column]
+        if isinstance(series.dtype, pd.CategoricalDtype):
+            series = series.astype(object)
+        if series.dtype == object or pd.api.types.is_string_dtype(series.dtype):
+            out[column] = _neutralise_strings(series)
+    out.columns = [
+        "'" + c if isinstance(c, str) and c.startswith(CSV_FORMULA_PREFIXES) else c for c in out.columns
+    ]
+    return out
