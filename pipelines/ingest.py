@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -48,6 +50,17 @@ class PlacingContext:
     address_register: pd.DataFrame | None
 
 
+@contextmanager
+def _timed(stage_seconds: dict[str, float] | None, stage: str):
+    """Add the block's wall time to stage_seconds[stage] (the benchmark's per-stage figures)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        if stage_seconds is not None:
+            stage_seconds[stage] = stage_seconds.get(stage, 0.0) + time.perf_counter() - started
+
+
 def content_hash(path: Path) -> str:
     """SHA-256 of the file's bytes: identifies a delivery by content, whatever it is called."""
     with path.open("rb") as handle:
@@ -83,14 +96,18 @@ def _write_ledger(con, receipt: Receipt) -> None:
 
 
 def _stage_incidents(
-    good: pd.DataFrame, contract: Contract, delivery_id: str, master_key: bytes, placing: PlacingContext
+    good: pd.DataFrame, contract: Contract, delivery_id: str, master_key: bytes, placing: PlacingContext,
+    stage_seconds: dict[str, float] | None = None,
 ) -> pd.DataFrame:
     """Pseudonymise, scrub and place the rows that passed validation; drop what must not be stored."""
     record_key = privacy.derive_key(master_key, RECORD_DOMAIN)
     person_key = privacy.derive_key(master_key, ANALYSIS_DOMAIN)
     staged = pd.DataFrame(index=good.index)
     staged["partner"] = contract.partner
-    staged["partner_record_id"] = privacy.pseudonymise(good["record_id"], record_key)
+    with _timed(stage_seconds, "pseudonymise"):
+        staged["partner_record_id"] = privacy.pseudonymise(good["record_id"], record_key)
+        # One pseudonym per row here; upsert_incidents.sql wraps it into the `persons` list in bulk.
+        staged["person"] = pd.Series(privacy.pseudonymise(good["person_id"], person_key), index=good.index)
     staged["revision"] = good["revision"].astype("int32")
     staged["delivery_id"] = delivery_id
     staged["source_row"] = good["source_row"]
@@ -105,20 +122,20 @@ def _stage_incidents(
         staged["grid_cell"] = None
         staged["location_precision"] = "municipality"
     else:
-        placed = geography.place(
-            good[["latitude", "longitude", "sweref99_e", "sweref99_n", "address", "area_code"]],
-            placing.areas,
-            placing.address_register,
-        )
+        with _timed(stage_seconds, "place"):
+            placed = geography.place(
+                good[["latitude", "longitude", "sweref99_e", "sweref99_n", "address", "area_code"]],
+                placing.areas,
+                placing.address_register,
+            )
         staged["area_code"] = placed["area_code"]
         staged["grid_cell"] = placed["grid_cell"]
         staged["location_precision"] = placed["location_precision"]
 
-    # One pseudonym per row here; upsert_incidents.sql wraps it into the `persons` list in bulk.
-    staged["person"] = pd.Series(privacy.pseudonymise(good["person_id"], person_key), index=good.index)
     staged["key_id"] = person_key.key_id
     description = good["description"]
-    staged["description"] = privacy.scrub_text(description) if description.notna().any() else description
+    with _timed(stage_seconds, "scrub"):
+        staged["description"] = privacy.scrub_text(description) if description.notna().any() else description
     return staged[INCIDENT_COLUMNS]
 
 
@@ -160,6 +177,7 @@ def ingest_file(
     master_key: bytes,
     placing: PlacingContext,
     received_at: datetime | None = None,
+    stage_seconds: dict[str, float] | None = None,
 ) -> Receipt:
     """Ingest one file as one transaction and write its receipt. Never raises for bad data: it refuses."""
     received_at = received_at or datetime.now(timezone.utc)
@@ -176,7 +194,8 @@ def ingest_file(
         return receipt
 
     try:
-        raw = read_delivery(path, contract)
+        with _timed(stage_seconds, "read"):
+            raw = read_delivery(path, contract)
     except DeliveryRefused as refusal:
         receipt.status = "rejected"
         receipt.reason = str(refusal)
@@ -198,13 +217,15 @@ def ingest_file(
         write_receipt(home, receipt)
         return receipt
 
-    frame = _canonical(raw, contract, received_at)
-    reasons = validate.validate(frame)
+    with _timed(stage_seconds, "canonical"):
+        frame = _canonical(raw, contract, received_at)
+    with _timed(stage_seconds, "validate"):
+        reasons = validate.validate(frame)
     for row, problem in raw.broken_rows:
         reasons.setdefault(row, []).append(f"row: {problem}")
     bad = frame["source_row"].isin(list(reasons)).to_numpy()
     good = frame[~bad]
-    staged = _stage_incidents(good, contract, delivery_id, master_key, placing)
+    staged = _stage_incidents(good, contract, delivery_id, master_key, placing, stage_seconds)
 
     receipt.status = "accepted"
     receipt.rows_loaded = len(staged)
@@ -220,7 +241,7 @@ def ingest_file(
             f"{path.name}: row accounting broken: {receipt.rows_in} in, "
             f"{receipt.rows_loaded} loaded, {receipt.rows_quarantined} quarantined"
         )
-    with transaction(con):
+    with _timed(stage_seconds, "load"), transaction(con):
         _load(con, staged)
         _quarantine_rows(con, receipt, reasons)
         _write_ledger(con, receipt)

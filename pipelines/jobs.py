@@ -1,0 +1,144 @@
+"""The pipeline's jobs: what a DAG task or a CLI command calls. Each composes the stage functions.
+
+Every job takes a Home and plain values, so Airflow tasks, the command line and tests call the same code.
+Jobs that write open the DuckDB file for the duration of the job only (one writer at a time).
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import closing
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from pipelines import geography, warehouse
+from pipelines.contracts import load_contracts
+from pipelines.ingest import PlacingContext, ingest_file, ledger_entry, content_hash, pending_files
+from pipelines.receipts import Receipt
+from pipelines.settings import Home
+
+log = logging.getLogger(__name__)
+
+
+def _replace_table(con, table: str, frame: pd.DataFrame) -> None:
+    con.register("replacement_rows", frame)
+    try:
+        con.execute(f"DELETE FROM {table}")  # table names come from this module, never from input
+        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM replacement_rows")
+    finally:
+        con.unregister("replacement_rows")
+
+
+def load_interventions(path: Path) -> pd.DataFrame:
+    """The intervention register the security department edits (YAML list), as rows of `interventions`."""
+    columns = ["intervention_id", "title", "area_code", "kind", "responsible_partner", "starts_on", "ends_on",
+               "categories"]
+    if not path.exists():
+        return pd.DataFrame(columns=columns)
+    entries = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    if isinstance(entries, dict):
+        entries = entries.get("interventions", [])
+    rows = []
+    for number, entry in enumerate(entries, start=1):
+        missing = [k for k in ("id", "title", "area_code", "kind", "responsible_partner", "starts_on") if not entry.get(k)]
+        if missing:
+            raise ValueError(f"{path.name}: intervention number {number} lacks {missing}")
+        rows.append({
+            "intervention_id": str(entry["id"]), "title": str(entry["title"]), "area_code": str(entry["area_code"]),
+            "kind": str(entry["kind"]), "responsible_partner": str(entry["responsible_partner"]),
+            "starts_on": pd.Timestamp(entry["starts_on"]).date(),
+            "ends_on": pd.Timestamp(entry["ends_on"]).date() if entry.get("ends_on") else None,
+            "categories": [str(c) for c in entry.get("categories") or []],
+        })
+    return pd.DataFrame(rows, columns=columns)
+
+
+def prepare_reference(home: Home) -> None:
+    """Areas (stand-in or SCB's DeSO), partners and the intervention register into the warehouse.
+
+    Rebuilt whole each time from their sources, in one transaction, so a rerun gives the same tables.
+    """
+    areas = geography.build_areas()
+    contracts = load_contracts()
+    partners = pd.DataFrame(
+        [(c.partner, c.name, c.sensitive, c.version) for c in contracts.values()],
+        columns=["partner", "partner_name", "sensitive", "contract_version"],
+    )
+    interventions = load_interventions(home.interventions_file)
+    unknown = sorted(set(interventions["area_code"]) - set(areas["area_code"]))
+    if unknown:
+        raise ValueError(f"{home.interventions_file.name}: unknown area codes {unknown}")
+    with closing(warehouse.connect(home)) as con, warehouse.transaction(con):
+        _replace_table(con, "areas", geography.areas_to_rows(areas))
+        _replace_table(con, "partners", partners)
+        _replace_table(con, "interventions", interventions)
+
+
+def placing_context(con, home: Home) -> PlacingContext:
+    areas = geography.load_areas_from_db(con)
+    if len(areas) == 0:
+        raise RuntimeError("no areas in the warehouse: run prepare_reference first (est run does)")
+    register = geography.load_address_register(home.address_register) if home.address_register.exists() else None
+    return PlacingContext(areas=areas, address_register=register)
+
+
+def ingest_files(
+    home: Home, partner: str, paths: list[Path], key: bytes, stage_seconds: dict[str, float] | None = None
+) -> list[Receipt]:
+    """Ingest the given files for one partner, in order. One transaction per file.
+
+    ``stage_seconds``, when given, accumulates the wall time of each stage (for `est bench`)."""
+    contract = load_contracts()[partner]
+    receipts = []
+    with closing(warehouse.connect(home)) as con:
+        placing = None
+        for number, path in enumerate(paths, start=1):
+            if placing is None:
+                placing = placing_context(con, home)
+            receipt = ingest_file(con, home, contract, path, key, placing, stage_seconds=stage_seconds)
+            log.info(
+                "%s %d/%d %s: %s, %d in, %d loaded, %d quarantined",
+                partner, number, len(paths), path.name, receipt.status, receipt.rows_in,
+                receipt.rows_loaded, receipt.rows_quarantined,
+            )
+            receipts.append(receipt)
+    return receipts
+
+
+def new_files(home: Home, partner: str) -> list[Path]:
+    """Files in inbox/<partner>/ whose content is not yet in the ledger."""
+    contract = load_contracts()[partner]
+    files = pending_files(home, contract)
+    if not files or not home.db_path.exists():
+        return files
+    with closing(warehouse.connect(home)) as con:
+        return [path for path in files if ledger_entry(con, content_hash(path)) is None]
+
+
+def ingest_inbox(home: Home, partner: str, key: bytes) -> list[dict]:
+    """Ingest every file in inbox/<partner>/ not yet in the ledger. Returns one receipt (dict) per file."""
+    return [r.to_json() for r in ingest_files(home, partner, new_files(home, partner), key)]
+
+
+def aggregate(home: Home) -> None:
+    """Rebuild weekly_counts from incidents (the aggregate every published number comes from)."""
+    with closing(warehouse.connect(home)) as con, warehouse.transaction(con):
+        con.execute(warehouse.sql_text("aggregate_weekly_counts"))
+
+
+def render_weekly(home: Home, iso_week: str) -> list[Path]:
+    """Weekly report for 'YYYY-Www' into out/weekly/<week>/. Returns the files written."""
+    from pipelines import report_weekly
+
+    with closing(warehouse.connect(home)) as con:
+        return report_weekly.render_weekly(con, home, iso_week)
+
+
+def render_quarterly(home: Home, quarter: str) -> list[Path]:
+    """Quarterly map for 'YYYYQn' into out/quarterly/<quarter>/. Returns the files written."""
+    from pipelines import report_quarterly
+
+    with closing(warehouse.connect(home)) as con:
+        return report_quarterly.render_quarterly(con, home, quarter)
