@@ -71,6 +71,8 @@ def run_demo(home: Home, weeks: int = 26, last_week: str | None = None, echo: Ca
     first_week = f"{first_year}-W{first_number:02d}"
     quarter = last_whole_quarter(first_week, last_week)
     key_hex = demo_key(home, echo)
+    # Airflow's per-task info lines (hundreds) would bury the demo's own progress; warnings still show.
+    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
 
     echo(f"demo: generating {weeks} weeks of deliveries ({first_week} to {last_week}) for Örebro")
     generate.generate(home, weeks=weeks, last_week=last_week)
