@@ -1,0 +1,540 @@
+"""The quarterly map for the analysis meeting (kvartalsanalysmöte): incidents per 1,000 inhabitants per area.
+
+DESIGN.md section 6, "Quarterly analysis pack": a choropleth of rates per area for the quarter, one layer per
+category, and the table behind the map. This module draws the first of those maps; hot spots, change against
+earlier quarters and intervention overlays come in later issues.
+
+Privacy (PRIVACY.md, "Published numbers" and "Reports and maps"):
+- Counts come from `weekly_counts` only. The area x category table is protected as a whole with primary and
+  secondary suppression (:func:`pipelines.report_weekly.protect`): a suppressed area is drawn hatched and
+  labelled "<5" (or "<10", or ".." when hidden to protect another cell), never as zero, and has no rate.
+- Popups and tooltips hold only project-made labels: area code, area name (SCB's RegSO name or the stand-in
+  layer's), the published count and rate. No partner text reaches the page. The tooltips are built with DOM
+  text nodes (``textContent``), not folium's GeoJsonTooltip, which assembles HTML in JavaScript template
+  strings; there are no popups.
+- The page makes no request to any host when opened: no tiles (``tiles=None``), Leaflet inlined from a pinned
+  package (:mod:`pipelines.offline_assets`), no other library.
+
+Each ISO week belongs to the quarter that holds its Thursday (the ISO 8601 rule for which year a week belongs
+to), so every week is counted in exactly one quarter. Areas are reprojected from SWEREF 99 TM to WGS 84 for
+display only.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import date, timedelta
+from pathlib import Path
+from html import escape as html_escape
+from typing import Any
+
+import duckdb
+import folium
+import numpy as np
+import pandas as pd
+import shapely
+from branca.element import Element, Figure, MacroElement
+from jinja2 import Template
+
+from pipelines import offline_assets, privacy, warehouse
+from pipelines.publish import write_atomic
+from pipelines.report_weekly import (
+    DASH,
+    UNPLACED,
+    UNPLACED_LABEL,
+    IsoWeek,
+    csv_bytes,
+    delivered_weeks,
+    format_decimal,
+    format_int,
+    format_local_time,
+    format_period,
+    protect,
+    query,
+    template_environment,
+)
+from pipelines.settings import CRS_WGS84, MUNICIPALITY_NAME, Home
+
+AUDIENCE = "analysis_meeting"
+QUARTER_PATTERN = re.compile(r"^(\d{4})Q([1-4])$")
+ALL_CATEGORIES = "Alla kategorier"
+ALL_KEY = "alla"
+
+#: Colours of the rate classes, light to dark (ColorBrewer YlOrRd, 5 classes: readable in print and by most
+#: colour-blind readers). Fewer classes take evenly spaced colours from the same ramp.
+CLASS_COLOURS = ("#ffffb2", "#fecc5c", "#fd8d3c", "#f03b20", "#bd0026")
+ZERO_COLOUR = "#ffffff"
+NO_DATA_COLOUR = "#bdbdbd"
+HATCH_ID = "est-hatch"  # the SVG pattern suppressed areas are filled with (defined in the page)
+
+#: Simplification tolerance in metres before reprojection: invisible at the zoom a municipality is shown at,
+#: and it keeps the page (one copy of the polygons per layer) small enough to mail.
+SIMPLIFY_METRES = 2.0
+#: Decimal places of WGS 84 coordinates in the page: 6 places is about 0.1 m.
+COORDINATE_DECIMALS = 6
+
+MAP_HEIGHT_PX = 640
+
+#: Whether to run the privacy module's exact check that no hidden cell can be worked out from the totals
+#: (``privacy.secondary_suppression(audit=True)``). Off for now, because it is too slow for a whole
+#: municipality's area x category grid: 49 s on the demo's 2026Q1 (88 areas x 18 categories, 26 weeks of
+#: data) and more than 14 minutes, unfinished, on the 4-week end-to-end test's quarter. Without it the rule
+#: "no row or column with exactly one hidden cell" applies, which left 9 of 790 hidden cells pinned to one
+#: value on the demo quarter: a known gap, to close with a faster audit in pipelines/privacy.py.
+AUDIT_SUPPRESSION = False
+
+_STYLE_BASE = {"color": "#4d4d4d", "weight": 1, "opacity": 1, "fillOpacity": 0.85}
+
+
+def parse_quarter(text: str) -> tuple[int, int]:
+    match = QUARTER_PATTERN.match(str(text))
+    if not match:
+        raise ValueError(f"not a quarter 'YYYYQn' (n 1-4): {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def quarter_weeks(year: int, quarter: int) -> list[IsoWeek]:
+    """The ISO weeks whose Thursday falls in the quarter, in order (13 or 14 of them)."""
+    first = date(year, 3 * quarter - 2, 1)
+    last = date(year + (quarter == 4), (3 * quarter) % 12 + 1, 1) - timedelta(days=1)
+    thursday = first + timedelta(days=(3 - first.weekday()) % 7)
+    weeks = []
+    while thursday <= last:
+        weeks.append(IsoWeek.of(thursday))
+        thursday += timedelta(weeks=1)
+    return weeks
+
+
+# --------------------------------------------------------------------------------------------------------
+# Numbers
+# --------------------------------------------------------------------------------------------------------
+
+
+def _class_breaks(rates: list[float]) -> list[float]:
+    """Upper bounds of up to 5 classes: quantiles of the published positive rates, rounded to 2 significant
+    digits (up) so the legend reads well. Derived only from published (unsuppressed) rates."""
+    values = sorted(r for r in rates if r > 0)
+    if not values:
+        return []
+    quantiles = np.quantile(values, [0.2, 0.4, 0.6, 0.8]).tolist() if len(values) >= 5 else values[:-1]
+    breaks = []
+    for q in quantiles:
+        rounded = _ceil_2g(q)  # rounded up, so the value at a quantile stays in its class
+        if (not breaks or rounded > breaks[-1]) and rounded < values[-1]:
+            breaks.append(rounded)
+    breaks.append(values[-1])
+    return breaks
+
+
+def _ceil_2g(value: float) -> float:
+    """``value`` rounded up to two significant digits: 39.2 -> 40, 0.123 -> 0.13."""
+    if value <= 0:
+        return 0.0
+    step = 10.0 ** (math.floor(math.log10(value)) - 1)
+    return round(math.ceil(round(value / step, 9)) * step, 10)
+
+
+def _colours(count: int) -> list[str]:
+    if count <= 0:
+        return []
+    positions = np.linspace(0, len(CLASS_COLOURS) - 1, count).round().astype(int)
+    return [CLASS_COLOURS[p] for p in positions]
+
+
+def build_layers(
+    areas: pd.DataFrame, cells: pd.DataFrame, labels: dict[str, str]
+) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+    """One layer for all categories and one per category with incidents, each with every area's published
+    count, rate and drawing class, plus the layer's legend. Also returns the protected grid."""
+    codes = list(areas["area_code"])
+    drawn = set(codes)
+    # A code in the counts but not in `areas` cannot be drawn, but its numbers are listed, never dropped.
+    unknown = sorted(set(cells["area_code"]) - set(codes) - {UNPLACED})
+    population = dict(zip(areas["area_code"], areas["population"]))
+    present = cells.loc[cells["n"] > 0, "category"].unique().tolist()
+    present = sorted(present, key=lambda c: _sort_key(labels.get(c, c)))
+
+    if len(cells):
+        table = cells[["area_code", "category", "n", "sensitive"]]
+        grid = protect(table, "area_code", "category", audit=AUDIT_SUPPRESSION)
+    else:
+        grid = pd.DataFrame(columns=["area_code", "category", "n", "sensitive", "suppressed", "shown"])
+    lookup = {(r, c): (int(n), bool(s), shown) for r, c, n, s, shown in
+              zip(grid["area_code"], grid["category"], grid["n"], grid["suppressed"], grid["shown"])}
+
+    layers = []
+    for key, label, column in [(ALL_KEY, ALL_CATEGORIES, privacy.TOTAL_KEY)] + [
+        (c, labels.get(c, c), c) for c in present
+    ]:
+        entries = []
+        for code in codes + unknown + [UNPLACED]:  # the drawn areas first, in the order of `areas`
+            n, suppressed, shown = lookup.get((code, column), (0, False, "0"))
+            pop = population.get(code)
+            has_population = code != UNPLACED and pop is not None and not pd.isna(pop) and int(pop) > 0
+            rate = 1000.0 * n / int(pop) if has_population and not suppressed else None
+            entries.append(
+                {
+                    "area_code": code,
+                    "n": n,
+                    "count": shown,
+                    "suppressed": suppressed,
+                    "rate": rate,
+                    "rate_shown": DASH if rate is None else format_decimal(rate, 1),
+                }
+            )
+        breaks = _class_breaks([e["rate"] for e in entries if e["rate"] is not None and e["area_code"] in drawn])
+        colours = _colours(len(breaks))
+        for entry in entries:
+            entry["style_class"] = _style_class(entry, breaks)
+        legend = []
+        for k, (upper, colour) in enumerate(zip(breaks, colours)):
+            top = format_decimal(upper, 1)
+            text = f"≤ {top}" if k == 0 else f"{format_decimal(breaks[k - 1], 1)}–{top}"
+            legend.append({"colour": colour, "label": text})
+        layers.append(
+            {
+                "key": key,
+                "label": label,
+                "entries": entries,
+                "breaks": breaks,
+                "colours": colours,
+                "legend": legend,
+                "has_suppressed": any(e["suppressed"] for e in entries if e["area_code"] in drawn),
+                "has_zero": any(e["n"] == 0 for e in entries if e["area_code"] in drawn),
+                "has_no_data": any(
+                    e["rate"] is None and not e["suppressed"] and e["n"] > 0 for e in entries
+                    if e["area_code"] in drawn
+                ),
+            }
+        )
+    return layers, grid
+
+
+def _style_class(entry: dict[str, Any], breaks: list[float]) -> str:
+    if entry["suppressed"]:
+        return "suppressed"
+    if entry["n"] == 0:
+        return "zero"
+    if entry["rate"] is None:
+        return "nodata"
+    for k, upper in enumerate(breaks):
+        if entry["rate"] <= upper:
+            return f"c{k}"
+    return f"c{len(breaks) - 1}"
+
+
+def _sort_key(label: str) -> str:
+    """Swedish alphabetical order for the few labels we sort: å, ä, ö after z."""
+    return label.lower().translate(str.maketrans({"å": "{", "ä": "|", "ö": "}"}))
+
+
+def _style(style_class: str, colours: list[str]) -> dict[str, Any]:
+    if style_class == "suppressed":
+        return {**_STYLE_BASE, "fillColor": f"url(#{HATCH_ID})", "fillOpacity": 1, "dashArray": "4 3"}
+    if style_class == "zero":
+        return {**_STYLE_BASE, "fillColor": ZERO_COLOUR}
+    if style_class == "nodata":
+        return {**_STYLE_BASE, "fillColor": NO_DATA_COLOUR}
+    return {**_STYLE_BASE, "fillColor": colours[int(style_class[1:])]}
+
+
+# --------------------------------------------------------------------------------------------------------
+# The page
+# --------------------------------------------------------------------------------------------------------
+
+
+class _RawHtml(Element):
+    """Already-escaped HTML from our own autoescaped template, inserted as is.
+
+    branca would compile the text of an ordinary Element as a Jinja template (so a "{{" in it would run);
+    this element returns its text unchanged.
+    """
+
+    def __init__(self, html: str):
+        super().__init__()
+        self._name = "RawHtml"
+        self._html = html
+
+    def render(self, **kwargs: Any) -> str:
+        return self._html
+
+
+class _TextTooltip(MacroElement):
+    """Tooltips for a GeoJson layer built from DOM text nodes: a value is always text, never markup or code.
+
+    folium's GeoJsonTooltip puts property values into HTML through JavaScript template strings (PRIVACY.md
+    warns about those); here each value is set with ``textContent``. Fields and their Swedish labels are
+    fixed by this module.
+    """
+
+    _template = Template(
+        """
+        {% macro script(this, kwargs) %}
+        {{ this._parent.get_name() }}.bindTooltip(function (layer) {
+            var properties = layer.feature.properties;
+            var table = document.createElement("table");
+            {{ this.fields|tojson }}.forEach(function (field) {
+                var row = table.insertRow();
+                var name = document.createElement("th");
+                name.textContent = field[1];
+                row.appendChild(name);
+                row.insertCell().textContent = String(properties[field[0]]);
+            });
+            return table;
+        }, {"sticky": true, "className": "est-tooltip"});
+        {% endmacro %}
+        """
+    )
+
+    def __init__(self, fields: list[tuple[str, str]]):
+        super().__init__()
+        self._name = "TextTooltip"
+        self.fields = [list(f) for f in fields]
+
+
+class _LegendSwitch(MacroElement):
+    """Moves the legends into a map control and shows the one of the layer chosen in the layer control.
+
+    Also adds a metric-only scale bar (folium's ``control_scale`` shows feet and miles too).
+    """
+
+    _template = Template(
+        """
+        {% macro script(this, kwargs) %}
+        (function (map) {
+            L.control.scale({imperial: false}).addTo(map);
+            var box = document.getElementById("est-legends");
+            if (!box) { return; }
+            var control = L.control({position: "bottomleft"});
+            control.onAdd = function () { L.DomEvent.disableClickPropagation(box); return box; };
+            control.addTo(map);
+            function show(name) {
+                box.querySelectorAll(".est-legend").forEach(function (legend) {
+                    legend.hidden = legend.getAttribute("data-layer") !== name;
+                });
+            }
+            map.on("baselayerchange", function (event) { show(event.name); });
+            show({{ this.first|tojson }});
+        })({{ this._parent.get_name() }});
+        {% endmacro %}
+        """
+    )
+
+    def __init__(self, first: str):
+        super().__init__()
+        self._name = "LegendSwitch"
+        self.first = first
+
+
+TOOLTIP_FIELDS = [("area_name", "Område"), ("area_code", "Kod"), ("count", "Antal"), ("rate", "Per 1 000 inv.")]
+
+
+def _display_geometries(areas) -> list[dict[str, Any]]:
+    """Area polygons as GeoJSON geometries in WGS 84: simplified in metres first, coordinates rounded."""
+    simplified = areas.geometry.simplify(SIMPLIFY_METRES, preserve_topology=True)
+    wgs84 = simplified.to_crs(CRS_WGS84)
+    rounded = shapely.transform(wgs84.to_numpy(), lambda xy: np.round(xy, COORDINATE_DECIMALS))
+    return [shapely.geometry.mapping(g) for g in rounded]
+
+
+def _bounds(areas) -> list[list[float]]:
+    minx, miny, maxx, maxy = areas.to_crs(CRS_WGS84).total_bounds
+    return [[round(float(miny), 5), round(float(minx), 5)], [round(float(maxy), 5), round(float(maxx), 5)]]
+
+
+def build_map(report: dict[str, Any], areas, parts: dict[str, str]) -> str:
+    """The folium map and its page, as one self-contained HTML string.
+
+    ``parts`` are the page's own pieces, rendered by reports/quarterly.html.j2 with autoescape: ``page_style``
+    (into <head>), ``intro`` (above the map), ``legend_box`` (moved into a map control by script) and ``table_section``.
+    """
+    figure = Figure(title=html_escape(report["title"]))
+    figure.header.add_child(_RawHtml(parts["page_style"]), name="est_style")
+    figure.html.add_child(_RawHtml(parts["intro"]), name="est_intro")
+    folium_map = folium.Map(
+        tiles=None,
+        width="100%",
+        height=MAP_HEIGHT_PX,
+        prefer_canvas=False,  # SVG: the hatch pattern of suppressed areas is an SVG fill
+        attribution_control=False,
+        zoom_snap=0.25,
+    )
+    # The map's own div goes between the introduction and the legend/table: reserve its place now (folium
+    # adds it under the map's name when the page renders, replacing this entry in place).
+    figure.add_child(folium_map)
+    offline_assets.stable_ids(figure)
+    figure.html.add_child(_RawHtml(""), name=folium_map.get_name())
+    figure.html.add_child(_RawHtml(parts["legend_box"]), name="est_legends")
+    figure.html.add_child(_RawHtml(parts["table_section"]), name="est_table")
+
+    geometries = _display_geometries(areas)
+    names = dict(zip(areas["area_code"], areas["area_name"]))
+    for index, layer in enumerate(report["layers"]):
+        features = []
+        for geometry, entry in zip(geometries, layer["entries"]):  # entries list the areas first, in order
+            code = entry["area_code"]
+            features.append(
+                {
+                    "type": "Feature",
+                    "id": code,
+                    "properties": {
+                        "area_code": code,
+                        "area_name": str(names.get(code) or code),
+                        "count": entry["count"],
+                        "rate": entry["rate_shown"],
+                        "style_class": entry["style_class"],
+                    },
+                    "geometry": geometry,
+                }
+            )
+        group = folium.FeatureGroup(name=layer["label"], overlay=False, control=True, show=index == 0)
+        colours = layer["colours"]
+        geojson = folium.GeoJson(
+            {"type": "FeatureCollection", "features": features},
+            name=layer["label"],
+            control=False,
+            style_function=lambda feature, colours=colours: _style(feature["properties"]["style_class"], colours),
+            highlight_function=lambda feature: {"weight": 3, "color": "#000000"},
+            zoom_on_click=False,
+        )
+        geojson.add_child(_TextTooltip(TOOLTIP_FIELDS))
+        group.add_child(geojson)
+        folium_map.add_child(group)
+    folium.LayerControl(collapsed=False, position="topright").add_to(folium_map)
+    folium_map.add_child(_LegendSwitch(report["layers"][0]["label"]))
+    folium_map.fit_bounds(report["bounds"])
+    html = offline_assets.standalone_html(folium_map)
+    return html.replace("<html>", '<html lang="sv">', 1)
+
+
+def build_quarterly(con: duckdb.DuckDBPyConnection, quarter: str) -> tuple[dict[str, Any], Any]:
+    from pipelines.geography import STAND_IN_LABEL, load_areas_from_db
+
+    year, number = parse_quarter(quarter)
+    weeks = quarter_weeks(year, number)
+    labels_weeks = [w.label for w in weeks]
+    areas = load_areas_from_db(con)
+    if areas.empty:
+        raise ValueError("the warehouse has no areas: load them first (est prepare-reference)")
+    labels = dict(query(con, "weekly_categories").itertuples(index=False))
+    cells = query(con, "quarterly_cells", {"weeks": labels_weeks})
+    cells = cells.astype({"n": "int64", "sensitive": bool})
+    layers, _grid = build_layers(areas, cells, labels)
+
+    # Weeks of the quarter without a delivery, per expected partner: the map is only as complete as they are.
+    weekly_cells = query(con, "weekly_cells", {"weeks": labels_weeks})
+    delivered = delivered_weeks(con, weekly_cells, labels_weeks)
+    partners = query(con, "weekly_partners", {"first": weeks[0].monday, "last": weeks[-1].sunday})
+    # Weeks nobody delivered for (a quarter rendered before it ends) are said once, not once per partner.
+    empty_weeks = [w for w in weeks if not any(week == w.label for _p, week in delivered)]
+    gaps = []
+    for row in partners.itertuples(index=False):
+        missing = [w.week for w in weeks if (str(row.partner), w.label) not in delivered and w not in empty_weeks]
+        if missing:
+            gaps.append({"name": str(row.partner_name), "weeks": ", ".join(str(w) for w in missing),
+                         "all": len(missing) == len(weeks) - len(empty_weeks)})
+    deliveries = query(con, "weekly_deliveries", {"first": weeks[0].monday, "last": weeks[-1].sunday})
+    last_received = max(deliveries["received_at"]).to_pydatetime() if len(deliveries) else None
+
+    stand_in = bool(areas["is_stand_in"].astype(bool).any())
+    everything = layers[0]
+    names = dict(zip(areas["area_code"], areas["area_name"]))
+    names[UNPLACED] = UNPLACED_LABEL
+    populations = dict(zip(areas["area_code"], areas["population"]))
+    table = [
+        {
+            "area_code": e["area_code"] if e["area_code"] != UNPLACED else DASH,
+            "area_name": str(names.get(e["area_code"]) or e["area_code"]),
+            "population": (
+                format_int(int(populations[e["area_code"]]))
+                if e["area_code"] in populations and not pd.isna(populations[e["area_code"]]) else DASH
+            ),
+            "count": e["count"],
+            "rate": e["rate_shown"],
+            "unplaced": e["area_code"] == UNPLACED,
+        }
+        for e in everything["entries"]
+    ]
+    report = {
+        "quarter": quarter,
+        "year": year,
+        "number": number,
+        "title": f"Karta kvartal {number} {year} – {MUNICIPALITY_NAME}",
+        "municipality": MUNICIPALITY_NAME,
+        "period": format_period(weeks[0].monday, weeks[-1].sunday),
+        "first_week": weeks[0].week,
+        "last_week": weeks[-1].week,
+        "weeks": labels_weeks,
+        "layers": layers,
+        "table": table,
+        "unplaced": everything["entries"][-1],
+        "gaps": gaps,
+        "empty_weeks": ", ".join(str(w.week) for w in empty_weeks),
+        "stand_in": stand_in,
+        "stand_in_label": STAND_IN_LABEL if stand_in else "",
+        "delivery_ids": sorted(str(d) for d in deliveries["delivery_id"]),
+        "last_received": format_local_time(last_received),
+        "primary_threshold": privacy.PRIMARY_THRESHOLD,
+        "sensitive_threshold": privacy.SENSITIVE_THRESHOLD,
+        "hidden_label": privacy.HIDDEN_LABEL,
+        "hatch_id": HATCH_ID,
+        "zero_colour": ZERO_COLOUR,
+        "no_data_colour": NO_DATA_COLOUR,
+        "bounds": _bounds(areas),
+    }
+    return report, areas
+
+
+def _csv_table(report: dict[str, Any], areas) -> pd.DataFrame:
+    names = dict(zip(areas["area_code"], areas["area_name"]))
+    populations = dict(zip(areas["area_code"], areas["population"]))
+    rows = []
+    for layer in report["layers"]:
+        for e in layer["entries"]:
+            code = e["area_code"]
+            rows.append(
+                {
+                    "Kategori (kod)": layer["key"],
+                    "Kategori": layer["label"],
+                    "Områdeskod": code,
+                    "Område": UNPLACED_LABEL if code == UNPLACED else str(names.get(code) or code),
+                    "Befolkning": (
+                        str(int(populations[code])) if code in populations and not pd.isna(populations[code]) else DASH
+                    ),
+                    "Antal": e["count"].replace("\u00a0", ""),
+                    "Per 1 000 invånare": e["rate_shown"].replace("\u00a0", ""),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def render_quarterly(con: duckdb.DuckDBPyConnection, home: Home, quarter: str) -> list[Path]:
+    """Write the quarter's map page and the table behind it into out/quarterly/<YYYYQn>/, and log it.
+
+    Returns the files written (the CSV first, the map last). Each is replaced atomically; the same database
+    gives the same bytes (element ids are fixed by position, nothing depends on the clock). The audit entry
+    records the quarter, its weeks and the deliveries the numbers come from.
+    """
+    report, areas = build_quarterly(con, quarter)
+    module = template_environment().get_template("quarterly.html.j2").make_module(report)
+    parts = {name: str(getattr(module, name)()) for name in ("page_style", "intro", "legend_box", "table_section")}
+    html = build_map(report, areas, parts)
+    folder = home.out / "quarterly" / quarter
+    written = [write_atomic(folder / f"karta_{quarter}.csv", csv_bytes(_csv_table(report, areas)))]
+    html_path = folder / f"karta_{quarter}.html"
+    written.append(write_atomic(html_path, html))
+    warehouse.audit(
+        con,
+        "publish",
+        str(html_path.relative_to(home.out)),
+        audience=AUDIENCE,
+        detail={
+            "quarter": quarter,
+            "iso_weeks": report["weeks"],
+            "delivery_count": len(report["delivery_ids"]),
+            "delivery_ids": report["delivery_ids"],
+            "files": [p.name for p in written],
+        },
+    )
+    return written
