@@ -305,3 +305,31 @@ def test_request_logging_catches_an_external_request(browser, tmp_path):
         "http://tiles.example.org/1/2/3.png",
         "https://cdn.example.org/lib.js",
     ]
+
+
+def test_generated_weekly_report_and_map_show_their_data_offline(generated_home, browser, tmp_path):
+    """The pipeline's own outputs on generated deliveries, opened as a reader would, with no network."""
+    from conftest import GENERATED_LAST_WEEK, GENERATED_QUARTER
+
+    weekly = generated_home.out / "weekly" / GENERATED_LAST_WEEK / f"veckorapport_{GENERATED_LAST_WEEK}.html"
+    browser.open(weekly)
+    assert _only_local(browser.requests, weekly) == [] and browser.exceptions() == []
+    # The category table shows this week's counts: a total of several hundred generated incidents.
+    total = browser.evaluate(
+        "Array.from(document.querySelectorAll('tr')).find(r => r.textContent.includes('Totalt'))"
+        ".querySelectorAll('td, th')[1].textContent.replace(/\\s/g, '')"
+    )
+    assert int(total) > 200
+    browser.screenshot(tmp_path / "generated_week.png")
+
+    quarterly = generated_home.out / "quarterly" / GENERATED_QUARTER / f"karta_{GENERATED_QUARTER}.html"
+    browser.open(quarterly)
+    # One browser for both pages: its request log holds the weekly page too.
+    assert [u for u in _only_local(browser.requests, quarterly) if u != weekly.as_uri()] == []
+    assert browser.exceptions() == []
+    paths = browser.evaluate("document.querySelectorAll('.leaflet-overlay-pane path').length")
+    assert paths == 87  # one per Örebro DeSO area
+    filled = browser.evaluate(
+        "new Set(Array.from(document.querySelectorAll('.leaflet-overlay-pane path')).map(p => p.getAttribute('fill'))).size"
+    )
+    assert filled > 3, "rates must colour the areas in several classes"

@@ -21,8 +21,7 @@ from pipelines.cli import main
 from pipelines.contracts import load_contracts
 from pipelines.settings import Home
 
-TEST_KEY = bytes.fromhex("00" * 16 + "ff" * 16)  # obviously fake; 32 bytes
-LAST_WEEK = "2026-W10"
+from conftest import TEST_KEY
 
 
 def database_fingerprint(home: Home) -> str:
@@ -35,19 +34,9 @@ def database_fingerprint(home: Home) -> str:
     return digest.hexdigest()
 
 
-@pytest.fixture(scope="module")
-def loaded_home(tmp_path_factory) -> Home:
-    from pipelines import generate
-
-    home = Home(tmp_path_factory.mktemp("e2e")).ensure()
-    generate.generate(home, weeks=4, last_week=LAST_WEEK)
-    jobs.prepare_reference(home)
-    for partner in load_contracts():
-        jobs.ingest_inbox(home, partner, TEST_KEY)
-    jobs.aggregate(home)
-    jobs.render_weekly(home, LAST_WEEK)
-    jobs.render_quarterly(home, "2026Q1")
-    return home
+@pytest.fixture()
+def loaded_home(generated_home) -> Home:
+    return generated_home
 
 
 def ledger(home: Home) -> list[tuple]:
