@@ -21,6 +21,8 @@ WGS84_LAT_RANGE = (55.0, 69.2)
 WGS84_LON_RANGE = (10.5, 24.3)
 SWEREF_N_RANGE = (6_100_000.0, 7_700_000.0)
 SWEREF_E_RANGE = (250_000.0, 950_000.0)
+# Excel serial day numbers accepted as dates: 20000 = 1954-10-03, 80000 = 2119-01-10.
+EXCEL_SERIAL_RANGE = (20000, 80000)
 # How far in the future (against the delivery's receipt) an occurrence may be: clocks and time zones drift.
 FUTURE_TOLERANCE = timedelta(days=1)
 
@@ -68,7 +70,21 @@ def parse_times(text: pd.Series, formats: tuple[str, ...], tz: str) -> tuple[pd.
         ok = parsed.notna()
         result.loc[ok[ok].index] = parsed[ok]
         todo = todo & result.isna()
+    serial_with_time = None
+    if todo.any():
+        # Excel serial dates (a date cell exported as its number, e.g. 46083.5 = 2026-03-01 12:00 local):
+        # days since 1899-12-30, in local time. Only plausible serials (1954..2119) count as dates.
+        serial = pd.to_numeric(text[todo].str.replace(",", ".", regex=False), errors="coerce")
+        serial = serial[(serial >= EXCEL_SERIAL_RANGE[0]) & (serial <= EXCEL_SERIAL_RANGE[1])]
+        if len(serial):
+            naive = pd.Timestamp("1899-12-30") + pd.to_timedelta((serial * 86400).round(), unit="s")
+            local = naive.dt.tz_localize(tz, ambiguous=np.ones(len(naive), dtype=bool), nonexistent="shift_forward")
+            result.loc[serial.index] = local.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+            serial_with_time = serial.index[(serial % 1) != 0]
+            todo = todo & result.isna()
     is_day = text.str.len().le(10) & result.notna()
+    if serial_with_time is not None and len(serial_with_time):
+        is_day.loc[serial_with_time] = False  # 46082.5 is a date and a time of day
     return result, is_day
 
 
@@ -107,6 +123,16 @@ def to_canonical(
 
     # record id: present, and once per file (the highest revision wins; see revision below).
     record_id = text("record_id")
+    if contract.record_id_missing == "row_hash" and record_id.eq("").any():
+        # A blank id (police.uk anti-social-behaviour rows) gets one derived from the row's whole content and
+        # its ordinal among identical rows: the same rows in any order give the same ids (CONTRACTS.md).
+        blank = record_id.eq("")
+        rows = raw.table.to_pandas().astype("string").fillna("")
+        rows.index = idx
+        hashed = pd.util.hash_pandas_object(rows[blank], index=False).map("{:016x}".format)
+        ordinal = hashed.groupby(hashed).cumcount().astype(str)
+        record_id = record_id.copy()
+        record_id[blank] = ("row:" + hashed + "." + ordinal).astype("string")
     frame["record_id"] = record_id.where(record_id.ne(""), None)
     frame["record_id_status"] = _status(idx).mask(record_id.eq(""), "missing")
 
@@ -198,6 +224,10 @@ def to_canonical(
     if municipality is not None and municipality_names:
         other = municipality.ne("") & ~municipality.isin(municipality_names)
         frame["municipality_status"] = frame["municipality_status"].mask(other, "another_municipality")
+        # A county ("Örebro län"): the event may be anywhere in the county, so it cannot be counted for the
+        # municipality; quarantined with its own code so receipts and `est quarantine list` tell it apart.
+        county = other & municipality.str.endswith(" län")
+        frame["municipality_status"] = frame["municipality_status"].mask(county, "county_level_only")
 
     # Who: personnummer are canonicalised now and keyed later; the clear value never leaves this frame.
     person = text("person_id")

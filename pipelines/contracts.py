@@ -59,6 +59,13 @@ class Contract:
     location_precision: str | None
     path: Path
     aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Contract-level settings for partners outside the installation's own geography (e.g. police.uk):
+    expected_weekly: bool = True  # false: never listed as "missing" in the weekly report
+    extent: dict[str, tuple[float, float]] = field(default_factory=dict)  # coordinate ranges; {} = Sweden
+    area_codes: str = "installation"  # installation: place in the installation's areas | partner: keep given codes
+    record_id_missing: str = "quarantine"  # quarantine | row_hash: derive an id from the row's content
+    deliveries: str = "incremental"  # incremental | period_snapshot (see schemas/CONTRACTS.md)
+    gazetteer: str | None = None  # schemas/<file>: place rows whose description names a district
 
     def source_columns(self) -> list[str]:
         """Header names this contract reads from a delivered file."""
@@ -139,6 +146,26 @@ def parse_contract(raw: dict[str, Any], path: Path) -> Contract:
         for k, v in (raw.get("aliases") or {}).items()
     }
     patterns = file_spec.get("patterns") or ["*"]
+    gazetteer = raw.get("gazetteer")
+    if gazetteer is not None and not (SCHEMAS_DIR / str(gazetteer)).is_file():
+        raise fail(f"gazetteer {gazetteer!r} is not a file in schemas/")
+    extent: dict[str, tuple[float, float]] = {}
+    for name, bounds in (raw.get("extent") or {}).items():
+        if name not in NUMERIC_FIELDS or not isinstance(bounds, list) or len(bounds) != 2:
+            raise fail(f"extent.{name} must be one of {list(NUMERIC_FIELDS)} with [low, high]")
+        extent[name] = (float(bounds[0]), float(bounds[1]))
+    # Settings with a fixed set of values: (default, other allowed values). See schemas/CONTRACTS.md.
+    choices = {
+        "area_codes": ("installation", {"partner"}),
+        "record_id_missing": ("quarantine", {"row_hash"}),
+        "deliveries": ("incremental", {"period_snapshot"}),
+    }
+    chosen = {}
+    for key, (default, others) in choices.items():
+        value = str(raw.get(key, default))
+        if value != default and value not in others:
+            raise fail(f"{key} must be one of {sorted({default, *others})}, not {value!r}")
+        chosen[key] = value
     return Contract(
         partner=partner,
         name=str(raw.get("name", partner)),
@@ -157,6 +184,10 @@ def parse_contract(raw: dict[str, Any], path: Path) -> Contract:
         location_precision=precision,
         path=path,
         aliases=aliases,
+        expected_weekly=bool(raw.get("expected_weekly", True)),
+        gazetteer=gazetteer,
+        extent=extent,
+        **chosen,
     )
 
 

@@ -116,11 +116,25 @@ def _stage_incidents(
         staged[column] = good[column]
     staged["iso_week"] = iso_weeks(good["occurred_from"])
 
-    if contract.location_precision == "municipality":
+    if contract.area_codes == "partner":
+        # A partner outside the installation's geography (contract `area_codes: partner`, e.g. police.uk's
+        # LSOA codes): its own area code is kept as given, at area precision; no grid cell, no placing.
+        staged["area_code"] = good["area_code"]
+        staged["grid_cell"] = None
+        staged["location_precision"] = np.where(good["area_code"].notna(), "area", "unplaced")
+    elif contract.location_precision == "municipality":
         # Coordinates that are a town centre say nothing about where in the municipality it happened.
         staged["area_code"] = None
         staged["grid_cell"] = None
         staged["location_precision"] = "municipality"
+        if contract.gazetteer and good["description"].notna().any():
+            # The district named in the text (before scrubbing; the text itself is not kept for this).
+            from pipelines.gazetteer import load_gazetteer, match_areas
+
+            with _timed(stage_seconds, "place"):
+                named = match_areas(good["description"], load_gazetteer(contract.gazetteer))
+            staged["area_code"] = named.astype(object).where(named.notna(), None)
+            staged["location_precision"] = staged["location_precision"].where(named.isna(), "gazetteer")
     else:
         with _timed(stage_seconds, "place"):
             placed = geography.place(
@@ -146,6 +160,21 @@ def _load(con, staged: pd.DataFrame) -> None:
         con.execute(sql_text("upsert_incidents"))
     finally:
         con.unregister("staged_incidents")
+
+
+def _withdraw_period(con, receipt: Receipt, delivered_ids: pd.DataFrame) -> int:
+    """Delete the partner's records in the delivery's period that the delivery no longer holds."""
+    con.register("delivered_ids", delivered_ids)
+    try:
+        before = con.execute("SELECT count(*) FROM incidents WHERE partner = ?", [receipt.partner]).fetchone()[0]
+        con.execute(sql_text("withdraw_period"), {
+            "partner": receipt.partner, "period_from": receipt.period_from, "period_to": receipt.period_to,
+            "delivery_id": receipt.delivery_id,
+        })
+        after = con.execute("SELECT count(*) FROM incidents WHERE partner = ?", [receipt.partner]).fetchone()[0]
+    finally:
+        con.unregister("delivered_ids")
+    return int(before - after)
 
 
 def _quarantine_rows(con, receipt: Receipt, reasons: dict[int, list[str]]) -> None:
@@ -185,6 +214,14 @@ def ingest_file(
     receipt = Receipt.start(contract, path.name, delivery_id, received_at)
 
     earlier = ledger_entry(con, delivery_id)
+    if earlier is not None and earlier["status"] == "rejected":
+        # A refused file changed nothing; offered again (e.g. after a contract fix: aliases for a renamed
+        # header) it is read afresh. Its refusal stays in the audit log; the ledger row is replaced.
+        with transaction(con):
+            con.execute("DELETE FROM ingest_ledger WHERE delivery_id = ? AND status = 'rejected'", [delivery_id])
+            audit(con, "ingest_retry", path.name, detail={"partner": contract.partner, "delivery_id": delivery_id,
+                                                          "earlier": "rejected"})
+        earlier = None
     if earlier is not None:
         receipt.status = "duplicate"
         receipt.reason = (
@@ -207,6 +244,7 @@ def ingest_file(
 
     receipt.encoding = raw.encoding
     receipt.header = raw.header
+    receipt.notes = list(raw.notes)
     receipt.rows_in = raw.rows_in
     if raw.rows_in == 0:
         receipt.status = "empty"
@@ -220,7 +258,7 @@ def ingest_file(
     with _timed(stage_seconds, "canonical"):
         frame = _canonical(raw, contract, received_at)
     with _timed(stage_seconds, "validate"):
-        reasons = validate.validate(frame)
+        reasons = validate.validate(frame, contract.extent)
     for row, problem in raw.broken_rows:
         reasons.setdefault(row, []).append(f"row: {problem}")
     bad = frame["source_row"].isin(list(reasons)).to_numpy()
@@ -241,14 +279,23 @@ def ingest_file(
             f"{path.name}: row accounting broken: {receipt.rows_in} in, "
             f"{receipt.rows_loaded} loaded, {receipt.rows_quarantined} quarantined"
         )
+    delivered_ids = None
+    if contract.deliveries == "period_snapshot" and receipt.period_from is not None:
+        # Every record id the file holds, loaded or quarantined: a quarantined row is not a withdrawal.
+        ids = frame["record_id"].dropna()
+        delivered_ids = pd.DataFrame({"partner_record_id": privacy.pseudonymise(
+            ids, privacy.derive_key(master_key, RECORD_DOMAIN))})
     with _timed(stage_seconds, "load"), transaction(con):
         _load(con, staged)
+        if delivered_ids is not None:
+            receipt.rows_withdrawn = _withdraw_period(con, receipt, delivered_ids)
         _quarantine_rows(con, receipt, reasons)
         _write_ledger(con, receipt)
         audit(
             con, "ingest", path.name,
             detail={"partner": contract.partner, "status": "accepted", "delivery_id": delivery_id,
-                    "rows_loaded": receipt.rows_loaded, "rows_quarantined": receipt.rows_quarantined},
+                    "rows_loaded": receipt.rows_loaded, "rows_quarantined": receipt.rows_quarantined,
+                    "rows_withdrawn": receipt.rows_withdrawn},
         )
     write_receipt(home, receipt)
     return receipt

@@ -20,8 +20,22 @@ import pyarrow.csv as pacsv
 
 from pipelines.contracts import Contract
 
-# A delivery larger than this is refused before parsing (RELIABILITY.md: refuse before parsing).
+# A delivery larger than this is refused before parsing (RELIABILITY.md: refuse before parsing); the same
+# limit bounds what a compressed delivery may expand to.
 MAX_DELIVERY_BYTES = 2 * 1024**3
+# A gzip delivery may expand to at most this many times its compressed size: the polisen.se archive expands
+# about 7 times (JSON lines), spreadsheets and CSV about 3-10 times; a compression bomb expands ~1,000 times.
+MAX_EXPANSION_RATIO = 100
+GZIP_MAGIC = b"\x1f\x8b"
+ZIP_MAGIC = b"PK\x03\x04"
+# Other kinds of file that are sometimes delivered under a wrong name (magic bytes -> what it is).
+OTHER_MAGIC = {
+    b"%PDF": "a PDF document",
+    b"\xd0\xcf\x11\xe0": "an old Excel/Office (.xls) file",
+    b"BZh": "a bzip2 archive",
+    b"\xfd7zXZ": "an xz archive",
+    b"7z\xbc\xaf": "a 7-Zip archive",
+}
 
 
 class DeliveryRefused(Exception):
@@ -38,6 +52,7 @@ class RawDelivery:
     header: list[str]
     broken_rows: list[tuple[int, str]] = field(default_factory=list)  # (data row, reason)
     rows_in: int = 0  # every data record in the file, parsed or broken
+    notes: list[str] = field(default_factory=list)  # what the partner should know (aliases used, gzip, ...)
 
 
 def detect_encoding(head: bytes, declared: str) -> str:
@@ -107,7 +122,11 @@ def _read_csv(data: bytes, contract: Contract, file_name: str) -> RawDelivery:
             column_names=[f"c{i}" for i in range(len(names))], skip_rows=1, use_threads=False,
             block_size=1 << 24,
         ),
-        parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid),
+        # Quoted fields may hold line breaks (descriptions): one record, one data row. pyarrow's row numbers
+        # are then record numbers (header = 1), so data row = number - 1 still holds.
+        parse_options=pacsv.ParseOptions(
+            delimiter=delimiter, invalid_row_handler=on_invalid, newlines_in_values=True
+        ),
         convert_options=pacsv.ConvertOptions(
             column_types={f"c{i}": pa.string() for i in range(len(names))},
             strings_can_be_null=False,
@@ -115,10 +134,36 @@ def _read_csv(data: bytes, contract: Contract, file_name: str) -> RawDelivery:
         ),
     )
     table = table.rename_columns(names)
+    _refuse_runaway_quotes(table, delimiter, len(names), file_name)
     rows_in = table.num_rows + len(broken)
     # Data-row numbers of parsed rows: every row number not taken by a broken row, in order.
     source_rows = np.setdiff1d(np.arange(1, rows_in + 1), [r for r, _ in broken])
     return RawDelivery(table, source_rows, encoding, names, sorted(broken), rows_in)
+
+
+def _refuse_runaway_quotes(table: pa.Table, delimiter: str, width: int, file_name: str) -> None:
+    """Refuse a file where a quote that is never closed swallowed the following rows into one field.
+
+    A legitimate multi-line field (a description with line breaks) is one record; an unbalanced quote makes
+    the parser read whole following records into the field, so they would silently vanish from the count.
+    Only values holding a line break are looked at (found in bulk), and a line inside a field that has as many
+    delimiters as a whole record is taken as a swallowed row."""
+    import pyarrow.compute as pc
+
+    if width < 2:
+        return
+    for number, column in enumerate(table.columns):
+        has_break = pc.match_substring(column, "\n")
+        if not pc.any(has_break).as_py():
+            continue
+        rows = np.flatnonzero(has_break.to_numpy(zero_copy_only=False))
+        values = pc.filter(column, has_break).to_pylist()
+        for row, value in zip(rows, values):
+            if any(line.count(delimiter) >= width - 1 for line in value.split("\n")[1:]):
+                raise DeliveryRefused(
+                    f"{file_name}: a quote in data row {int(row) + 1} (column {table.column_names[number]!r}) is "
+                    "never closed and swallows the following rows; check the file's quoting"
+                )
 
 
 def _read_xlsx(data: bytes, contract: Contract, file_name: str) -> RawDelivery:
@@ -202,15 +247,67 @@ def _read_polisen_json(data: bytes, contract: Contract, file_name: str) -> RawDe
 READERS = {"csv": _read_csv, "xlsx": _read_xlsx, "polisen_json": _read_polisen_json}
 
 
+def gunzip_bounded(data: bytes, file_name: str, max_bytes: int = MAX_DELIVERY_BYTES,
+                   max_ratio: int = MAX_EXPANSION_RATIO) -> bytes:
+    """Expand a gzip delivery, refusing it as soon as it grows past the size or ratio limit (a bomb is
+    never expanded in full) and when it is truncated or corrupt."""
+    import zlib
+
+    limit = min(max_bytes, max(len(data), 1) * max_ratio)
+    out = bytearray()
+    pending = data
+    while pending:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # one gzip member (concatenated members loop)
+        chunk_in = pending
+        while True:
+            try:
+                piece = inflater.decompress(chunk_in, 1 << 20)
+            except zlib.error as exc:
+                raise DeliveryRefused(f"{file_name}: corrupt gzip archive ({exc})") from exc
+            out += piece
+            if len(out) > limit:
+                raise DeliveryRefused(
+                    f"{file_name}: gzip archive expands past the limit of {limit} bytes "
+                    f"(more than {max_ratio} times its {len(data)} bytes, or over {max_bytes}): refused as a "
+                    "possible compression bomb"
+                )
+            chunk_in = inflater.unconsumed_tail
+            if inflater.eof or not chunk_in and not piece:
+                break
+        if not inflater.eof:
+            raise DeliveryRefused(f"{file_name}: truncated gzip archive (the file ends inside the archive)")
+        pending = inflater.unused_data
+    return bytes(out)
+
+
+def unpack(data: bytes, contract: Contract, file_name: str) -> tuple[bytes, list[str]]:
+    """The delivery's bytes after checking it is what its contract and name say: refused before parsing
+    when it is another kind of file (a zip named .csv, a PDF), and expanded (bounded) when gzip."""
+    notes: list[str] = []
+    if data.startswith(GZIP_MAGIC):
+        data = gunzip_bounded(data, file_name)
+        notes.append("gzip archive, expanded")
+    if contract.file_type == "xlsx":
+        if data and not data.startswith(b"PK"):
+            raise DeliveryRefused(f"{file_name}: not an .xlsx file (an .xlsx file is a zip archive)")
+        return data, notes
+    if data.startswith(ZIP_MAGIC):
+        kind = "an .xlsx workbook" if b"xl/" in data[:4096] else "a zip archive"
+        raise DeliveryRefused(f"{file_name}: is {kind}, not a {contract.file_type} file as the contract says")
+    for magic, kind in OTHER_MAGIC.items():
+        if data.startswith(magic):
+            raise DeliveryRefused(f"{file_name}: is {kind}, not a {contract.file_type} file as the contract says")
+    return data, notes
+
+
 def read_delivery(path: Path, contract: Contract) -> RawDelivery:
     """Read one delivered file as the contract says, or refuse it whole with a reason naming the file."""
     size = path.stat().st_size
     if size > MAX_DELIVERY_BYTES:
         raise DeliveryRefused(f"{path.name}: {size} bytes is more than the limit of {MAX_DELIVERY_BYTES}")
-    data = path.read_bytes()
-    if contract.file_type == "xlsx" and data and not data.startswith(b"PK"):
-        raise DeliveryRefused(f"{path.name}: not an .xlsx file (an .xlsx file is a zip archive)")
+    data, notes = unpack(path.read_bytes(), contract, path.name)
     raw = READERS[contract.file_type](data, contract, path.name)
+    raw.notes.extend(notes)
     check_header(raw, contract, path.name)
     return raw
 
@@ -234,13 +331,25 @@ def check_header(raw: RawDelivery, contract: Contract, file_name: str) -> None:
     if raw.rows_in == 0 and not raw.header:
         return  # empty delivery: nothing delivered, a clean receipt
     found = resolve_columns(raw.header, contract)
+    expected = set(contract.source_columns())
+    for aliases in contract.aliases.values():
+        expected.update(aliases)
+    unknown = [h for h in raw.header if h not in expected]
     missing_required = [c for c in contract.required_source_columns() if c not in found]
     if missing_required:
-        expected = set(contract.source_columns())
-        for aliases in contract.aliases.values():
-            expected.update(aliases)
-        unknown = [h for h in raw.header if h not in expected]
+        missing_optional = [c for c in contract.source_columns() if c not in found and c not in missing_required]
+        def names(columns: list[str]) -> str:
+            return ", ".join(repr(c) for c in columns)
+
         raise DeliveryRefused(
-            f"{file_name}: header lacks the required column(s) {missing_required}; "
-            f"unknown column(s) in the file: {unknown or 'none'}"
+            f"{file_name}: the header has changed: required column(s) missing: {names(missing_required)}"
+            + (f"; optional column(s) missing: {names(missing_optional)}" if missing_optional else "")
+            + f"; unknown column(s): {names(unknown) if unknown else 'none'}"
+            + " (rename them back, or list the new names under aliases: in the contract)"
         )
+    for source, header in found.items():
+        if source != header:
+            raw.notes.append(f"column {source!r} read from {header!r} (an alias in the contract)")
+    missing_optional = [c for c in contract.source_columns() if c not in found]
+    if missing_optional:
+        raw.notes.append(f"optional column(s) missing, left empty: {', '.join(missing_optional)}")

@@ -51,6 +51,8 @@ class Receipt:
     period_from: date | None = None
     period_to: date | None = None
     quarantine: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # header aliases used, gzip expanded, optional columns missing
+    rows_withdrawn: int = 0  # period_snapshot contracts: earlier records of the period this file no longer holds
 
     @classmethod
     def start(cls, contract: Contract, file_name: str, delivery_id: str, received_at: datetime) -> "Receipt":

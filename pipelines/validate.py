@@ -58,9 +58,11 @@ def _batch_definition():
     return asset.add_batch_definition_whole_dataframe("whole_delivery")
 
 
-@lru_cache(maxsize=1)
-def expectation_suite():
-    """The rules every contract gets (schemas/CONTRACTS.md). Each carries its reason in meta."""
+@lru_cache(maxsize=8)
+def expectation_suite(extent: tuple[tuple[str, float, float], ...] = ()):
+    """The rules every contract gets (schemas/CONTRACTS.md). Each carries its reason in meta.
+
+    ``extent`` overrides the coordinate ranges (a contract's ``extent:``, for a partner outside Sweden)."""
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
@@ -69,7 +71,11 @@ def expectation_suite():
         suite.add_expectation(
             gxe.ExpectColumnValuesToBeInSet(column=column, value_set=["ok"], meta={"field": field})
         )
+    override = {name: (low, high) for name, low, high in extent}
     for column, ((low, high), reason) in RANGE_RULES.items():
+        if column in override:
+            low, high = override[column]
+            reason = f"coordinates: {column} outside the contract's extent [{low}, {high}] (swapped or zero?)"
         suite.add_expectation(
             gxe.ExpectColumnValuesToBeBetween(column=column, min_value=low, max_value=high, meta={"reason": reason})
         )
@@ -82,7 +88,7 @@ def expectation_suite():
     return suite
 
 
-def validate(frame: pd.DataFrame) -> dict[int, list[str]]:
+def validate(frame: pd.DataFrame, extent: dict[str, tuple[float, float]] | None = None) -> dict[int, list[str]]:
     """Run the suite; return {source_row: [reasons]} for every failing row (no personal values in reasons)."""
     if frame.empty:
         return {}
@@ -91,7 +97,7 @@ def validate(frame: pd.DataFrame) -> dict[int, list[str]]:
         checked[column] = checked[column].astype(object)
     batch = _batch_definition().get_batch(batch_parameters={"dataframe": checked})
     result = batch.validate(
-        expectation_suite(),
+        expectation_suite(tuple(sorted((k, float(lo), float(hi)) for k, (lo, hi) in (extent or {}).items()))),
         result_format={
             "result_format": "COMPLETE",
             "unexpected_index_column_names": ["source_row"],

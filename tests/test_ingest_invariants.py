@@ -1,0 +1,206 @@
+"""Invariants and faults of ingest (../shared/RELIABILITY.md, issue 3 item 5), each a test that can fail:
+nothing applied twice (same, renamed, reordered), a period re-delivery replaces that period, a killed or failing
+load leaves the database consistent and a rerun completes it, two partners' records of one incident stay two."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pipelines import ingest as ingest_module
+from pipelines import jobs
+from pipelines.contracts import contract_for
+from pipelines.settings import PARTNER_CONTRACTS_DIR, Home
+
+from test_ingest_helpers import FIXTURES, INGEST_FIXTURES, fingerprint, fixture_contract, ingest, query
+
+UK_MARCH = FIXTURES / "police_uk" / "2018-03-essex-head40.csv"
+UK_APRIL_RENAMED = FIXTURES / "police_uk" / "2018-04-renamed-head30.csv"
+ALL_TABLES = ("incidents", "quarantine", "ingest_ledger", "weekly_counts", "audit_log")
+
+
+@pytest.fixture()
+def home(tmp_path) -> Home:
+    home = Home(tmp_path / "home").ensure()
+    jobs.prepare_reference(home)
+    return home
+
+
+def _reordered(path: Path, target: Path) -> Path:
+    header, *rows = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    target.write_text(header + "".join(reversed(rows)), encoding="utf-8")
+    return target
+
+
+def test_same_file_twice_renamed_or_reordered_changes_nothing(home, tmp_path):
+    contract = contract_for("police_uk")
+    first = ingest(home, contract, UK_MARCH)
+    assert first.status == "accepted" and first.rows_loaded == 40
+    jobs.aggregate(home)
+    before = fingerprint(home)
+    everything = fingerprint(home, ALL_TABLES)
+
+    assert ingest(home, contract, UK_MARCH).status == "duplicate"
+    renamed = tmp_path / "renamed.csv"
+    shutil.copy(UK_MARCH, renamed)
+    assert ingest(home, contract, renamed).status == "duplicate"
+    jobs.aggregate(home)
+    assert fingerprint(home, ALL_TABLES) == everything  # not even a ledger row or an audit entry
+
+    # Another row order is other bytes: a new ledger row, but not one incident changes (not even its source_row).
+    reordered = ingest(home, contract, _reordered(UK_MARCH, tmp_path / "reordered.csv"))
+    assert reordered.status == "accepted" and reordered.rows_loaded == 40 and reordered.rows_withdrawn == 0
+    jobs.aggregate(home)
+    assert fingerprint(home) == before
+
+
+def test_a_corrected_redelivery_of_a_period_replaces_that_periods_rows(home, tmp_path):
+    contract = contract_for("police_uk")  # deliveries: period_snapshot (a monthly file is the whole month)
+    ingest(home, contract, UK_MARCH)
+    header, *rows = UK_MARCH.read_text(encoding="utf-8").splitlines(keepends=True)
+    corrected = rows[5:]  # five records withdrawn by the partner
+    fields = corrected[0].split(",")
+    fields[9] = "Robbery"  # one record corrected (its Crime type)
+    corrected[0] = ",".join(fields)
+    path = tmp_path / "2018-03-corrected.csv"
+    path.write_text(header + "".join(corrected), encoding="utf-8")
+    receipt = ingest(home, contract, path)
+    assert receipt.status == "accepted" and receipt.rows_withdrawn == 5
+    assert query(home, "SELECT count(*) FROM incidents WHERE partner = 'police_uk'") == [(35,)]
+    assert query(home, "SELECT count(DISTINCT delivery_id) FROM incidents") == [(2,)]  # unchanged rows keep theirs
+    # The next month is another period: March's records stay.
+    april = ingest(home, contract, UK_APRIL_RENAMED)
+    assert april.status == "accepted" and april.rows_withdrawn == 0
+    assert query(home, "SELECT count(*) FROM incidents WHERE partner = 'police_uk'") == [(65,)]
+
+
+def test_an_incremental_partners_partial_delivery_withdraws_nothing(home, tmp_path):
+    contract = fixture_contract()  # deliveries: incremental (the default): weekly files may be partial
+    ingest(home, contract, INGEST_FIXTURES / "cp1252_semicolon_decimal_comma.csv")
+    partial = tmp_path / "partial.csv"
+    lines = (INGEST_FIXTURES / "cp1252_semicolon_decimal_comma.csv").read_bytes().splitlines(keepends=True)
+    partial.write_bytes(lines[0] + lines[2])
+    receipt = ingest(home, contract, partial)
+    assert receipt.status == "accepted" and receipt.rows_withdrawn == 0
+    assert query(home, "SELECT count(*) FROM incidents") == [(2,)]
+
+
+def test_renamed_header_is_refused_naming_missing_and_unknown_columns_unless_aliased(home):
+    from test_ingest_helpers import contract_with
+
+    without_aliases = contract_with(PARTNER_CONTRACTS_DIR / "police_uk.yaml", aliases=None)
+    receipt = ingest(home, without_aliases, UK_APRIL_RENAMED)
+    assert receipt.status == "rejected"
+    assert "the header has changed" in receipt.reason
+    assert "required column(s) missing: 'Crime ID', 'Month', 'Crime type'" in receipt.reason
+    assert "unknown column(s): 'crime_id', 'month', 'reported_by'" in receipt.reason
+    html = next((home.receipts / "police_uk").glob("2018-04-renamed-head30.*.html")).read_text(encoding="utf-8")
+    assert "required column(s) missing: &#39;Crime ID&#39;, &#39;Month&#39;, &#39;Crime type&#39;" in html
+    assert query(home, "SELECT count(*) FROM incidents") == [(0,)]
+
+    accepted = ingest(home, contract_for("police_uk"), UK_APRIL_RENAMED)
+    assert accepted.status == "accepted" and accepted.rows_loaded == 30
+    assert "column 'Crime ID' read from 'crime_id' (an alias in the contract)" in accepted.notes
+
+
+def test_police_uk_from_configuration_alone_on_the_real_month(home):
+    source = Path(__file__).resolve().parents[2] / "shared" / "data" / "police-uk" / "2018-03-essex-street.csv"
+    receipt = ingest(home, contract_for("police_uk"), source)
+    assert receipt.status == "accepted" and receipt.rows_in == 16014
+    assert receipt.rows_loaded + receipt.rows_quarantined == receipt.rows_in
+    assert receipt.rows_quarantined == 0  # blank Crime IDs get row-hash ids; England is inside the extent
+    precisions = dict(query(home, "SELECT location_precision, count(*) FROM incidents GROUP BY 1"))
+    assert set(precisions) <= {"area", "unplaced"} and precisions["area"] > 15000
+    assert query(home, "SELECT expected_weekly FROM partner_expectations WHERE partner = 'police_uk'") == [(False,)]
+    assert query(home, "SELECT expected_weekly FROM partner_expectations WHERE partner = 'housing'") == [(True,)]
+
+
+def test_failure_inside_the_load_transaction_leaves_the_database_unchanged(home, monkeypatch):
+    contract = fixture_contract()
+    before = fingerprint(home, ALL_TABLES)
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(ingest_module, "_write_ledger", broken)
+    with pytest.raises(OSError):
+        ingest(home, contract, INGEST_FIXTURES / "coordinates_bad.csv")
+    assert fingerprint(home, ALL_TABLES) == before
+    monkeypatch.undo()
+    receipt = ingest(home, contract, INGEST_FIXTURES / "coordinates_bad.csv")
+    assert receipt.status == "accepted" and receipt.rows_in == receipt.rows_loaded + receipt.rows_quarantined == 4
+
+
+KILLER = textwrap.dedent("""
+    import os, signal, sys
+    from pathlib import Path
+    sys.path.insert(0, sys.argv[3])
+    from pipelines import ingest
+    from pipelines.settings import Home
+    from test_ingest_helpers import KEY, fixture_contract, ingest as run
+
+    def die(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    setattr(ingest, sys.argv[2], die)  # 'audit': inside the transaction; 'write_receipt': after the commit
+    run(Home(Path(sys.argv[1])), fixture_contract(), Path(sys.argv[4]))
+""")
+
+
+@pytest.mark.parametrize("where, committed", [("audit", False), ("write_receipt", True)])
+def test_a_process_killed_before_or_after_the_commit_is_completed_by_a_rerun(home, tmp_path, where, committed):
+    fixture = INGEST_FIXTURES / "unknown_codes_and_duplicates.csv"
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, str(script), str(home.root), where, str(Path(__file__).parent), str(fixture)],
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    ledger = query(home, "SELECT rows_in, rows_loaded, rows_quarantined FROM ingest_ledger")
+    incidents = query(home, "SELECT count(*) FROM incidents")[0][0]
+    quarantined = query(home, "SELECT count(*) FROM quarantine")[0][0]
+    if committed:
+        assert ledger == [(4, 2, 2)] and incidents == 2 and quarantined == 2
+    else:
+        assert ledger == [] and incidents == 0 and quarantined == 0  # nothing half-applied
+
+    rerun = ingest(home, fixture_contract(), fixture)
+    assert rerun.status == ("duplicate" if committed else "accepted")
+    assert query(home, "SELECT rows_in, rows_loaded, rows_quarantined FROM ingest_ledger") == [(4, 2, 2)]
+    assert query(home, "SELECT count(*) FROM incidents") == [(2,)]
+    assert query(home, "SELECT count(*) FROM quarantine") == [(2,)]
+
+
+def test_the_same_incident_from_two_partners_is_two_records_counted_once_per_partner(home, tmp_path):
+    from test_ingest_helpers import contract_with
+
+    other_path = tmp_path / "fixture_other.yaml"
+    other_path.write_text((INGEST_FIXTURES / "fixture_csv.yaml").read_text(encoding="utf-8")
+                          .replace("partner: fixture_csv", "partner: fixture_other"), encoding="utf-8")
+    own_copy = tmp_path / "other_partners_export.csv"  # the other partner's own export of the same incidents
+    own_copy.write_bytes((INGEST_FIXTURES / "utf8_bom.csv").read_bytes().replace(b"\n", b"\r\n"))
+    for contract, path in ((fixture_contract(), INGEST_FIXTURES / "utf8_bom.csv"), (contract_with(other_path), own_copy)):
+        assert ingest(home, contract, path).rows_loaded == 2
+    jobs.aggregate(home)
+    # sql/aggregate_weekly_counts.sql: one count per partner record; partners are never merged.
+    assert query(home, "SELECT partner, sum(n) FROM weekly_counts GROUP BY 1 ORDER BY 1") == [
+        ("fixture_csv", 2), ("fixture_other", 2)]
+
+
+def test_contract_settings_are_checked_when_the_contract_is_loaded():
+    from pipelines.contracts import ContractError
+
+    with pytest.raises(ContractError, match="deliveries must be one of"):
+        fixture_contract(deliveries="sometimes")
+    with pytest.raises(ContractError, match="extent.height"):
+        fixture_contract(extent={"height": [0, 1]})
+    with pytest.raises(ContractError, match="gazetteer"):
+        fixture_contract(gazetteer="no_such_file.yaml")
+    assert fixture_contract().deliveries == "incremental" and fixture_contract().expected_weekly is True
