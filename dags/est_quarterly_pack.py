@@ -2,8 +2,9 @@
 ### EST quarterly analysis pack (kvartalsanalys)
 
 On the first day of each quarter at 07:00 Europe/Stockholm this DAG renders the analysis pack for the quarter
-that **just ended** (the run on 2026-04-01 renders 2026Q1): maps, hot spots, trends and intervention follow-up
-for the quarterly analysis meeting, into `out/quarterly/<quarter>/` in the home.
+that **just ended** (the run on 2026-04-01 renders 2026Q1): maps (rates, change, interventions), hot spots,
+near repeats and the intervention follow-up for the quarterly analysis meeting, with static PNGs, the CSV tables
+and an index page (`index.html`), into `out/quarterly/<quarter>/` in the home (`pipelines/quarterly_pack.py`).
 
 Steps: `prepare_reference` → `aggregate` → `render_quarterly`, each in the one-slot pool `est_duckdb_writer`
 because each opens the DuckDB warehouse.

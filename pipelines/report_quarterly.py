@@ -1,8 +1,12 @@
 """The quarterly map for the analysis meeting (kvartalsanalysmöte): incidents per 1,000 inhabitants per area.
 
 DESIGN.md section 6, "Quarterly analysis pack": a choropleth of rates per area for the quarter, one layer per
-category, and the table behind the map. This module draws the first of those maps; hot spots, change against
-earlier quarters and intervention overlays come in later issues.
+category, and the table behind the map. This module draws the area maps: one base layer for all categories and one per
+category, change layers against the previous quarter and the same quarter last year (or a notice saying which
+comparison has no data), the interventions of the register as an overlay, the police's vulnerable areas as
+an overlay when the user gives that layer (``EST_VULNERABLE_AREAS``), and a background map only when the
+municipality names its own tile server (``EST_TILE_URL``). Hot spots, near repeats, the intervention follow-up,
+static PNGs and the index page are put together by :mod:`pipelines.quarterly_pack`.
 
 Privacy (PRIVACY.md, "Published numbers" and "Reports and maps"):
 - Counts come from `weekly_counts` only. The area x category table is protected as a whole with primary and
@@ -22,7 +26,9 @@ display only.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import re
 from datetime import date, timedelta
 from pathlib import Path
@@ -82,9 +88,43 @@ MAP_HEIGHT_PX = 640
 #: data) and more than 14 minutes, unfinished, on the 4-week end-to-end test's quarter. Without it the rule
 #: "no row or column with exactly one hidden cell" applies, which left 9 of 790 hidden cells pinned to one
 #: value on the demo quarter: a known gap, to close with a faster audit in pipelines/privacy.py.
-AUDIT_SUPPRESSION = False
+AUDIT_SUPPRESSION = True  # exact audit, now fast: privacy.pinned_cells (issue 4)
 
 _STYLE_BASE = {"color": "#4d4d4d", "weight": 1, "opacity": 1, "fillOpacity": 0.85}
+
+RATE_CAPTION = "Händelser per 1 000 invånare"
+
+#: Change classes, decrease to increase (ColorBrewer RdBu, 5 classes, reversed: blue is fewer, red is more;
+#: the middle class, "about the same", is white-grey). Class edges are symmetric around 0.
+CHANGE_COLOURS = ("#2166ac", "#92c5de", "#f7f7f7", "#f4a582", "#b2182b")
+#: A quarter is compared with another only when each has data for at least this many ISO weeks; the change is
+#: of the rate per 1,000 inhabitants per 13 weeks, so quarters covering different numbers of weeks compare.
+MIN_CHANGE_WEEKS = 4
+WEEKS_PER_QUARTER = 13
+
+#: Environment variables a user sets (read when a map is rendered, never at import):
+#: - EST_TILE_URL: the municipality's own tile server, a Leaflet URL template such as
+#:   ``https://karta.example.se/tiles/{z}/{x}/{y}.png``. None by default: then the page makes no request at all.
+#:   With it, the page fetches tiles from that server only, and says so.
+#: - EST_TILE_ATTRIBUTION: the attribution text the tile server's licence asks for (shown as text).
+#: - EST_VULNERABLE_AREAS: path to a GeoPackage or GeoJSON file of the police's vulnerable areas (utsatta
+#:   områden), drawn as an outline overlay. Its attribute text is never shown; a column ``klass`` (or
+#:   ``category``) with one of the police's three classes picks one of the fixed labels in VULNERABLE_LABELS.
+TILE_URL_ENV_VAR = "EST_TILE_URL"
+TILE_ATTRIBUTION_ENV_VAR = "EST_TILE_ATTRIBUTION"
+VULNERABLE_AREAS_ENV_VAR = "EST_VULNERABLE_AREAS"
+_TILE_PLACEHOLDER = "est-tile-url/{z}/{x}/{y}"
+VULNERABLE_LABELS = {
+    "utsatt": "Utsatt område",
+    "riskområde": "Riskområde",
+    "riskomrade": "Riskområde",
+    "särskilt utsatt": "Särskilt utsatt område",
+    "sarskilt utsatt": "Särskilt utsatt område",
+}
+VULNERABLE_DEFAULT_LABEL = "Utsatt område (polisens klassning)"
+INTERVENTION_COLOUR = "#1b7837"
+VULNERABLE_COLOUR = "#762a83"
+OVERLAY_PANE = "est-overlays"
 
 
 def parse_quarter(text: str) -> tuple[int, int]:
@@ -196,6 +236,7 @@ def build_layers(
             {
                 "key": key,
                 "label": label,
+                "caption": RATE_CAPTION,
                 "entries": entries,
                 "breaks": breaks,
                 "colours": colours,
@@ -209,6 +250,139 @@ def build_layers(
             }
         )
     return layers, grid
+
+
+def previous_quarters(year: int, number: int) -> list[tuple[str, str]]:
+    """The comparison quarters: (key, 'YYYYQn') for the previous quarter and the same quarter last year."""
+    previous = (year, number - 1) if number > 1 else (year - 1, 4)
+    return [("foregaende", f"{previous[0]}Q{previous[1]}"), ("fjol", f"{year - 1}Q{number}")]
+
+
+def weeks_with_data(con: duckdb.DuckDBPyConnection, weeks: list[str]) -> list[str]:
+    return [str(w) for w in query(con, "quarterly_weeks_with_data", {"weeks": weeks})["iso_week"]]
+
+
+def _quarter_totals(con: duckdb.DuckDBPyConnection, quarter: str, areas: pd.DataFrame,
+                    labels: dict[str, str]) -> tuple[dict[str, tuple[int, bool, str]], list[str]]:
+    """Each area's published total for a quarter (n, suppressed, shown), protected as that quarter's own map
+    protects it, and the quarter's weeks with data."""
+    year, number = parse_quarter(quarter)
+    weeks = [w.label for w in quarter_weeks(year, number)]
+    with_data = weeks_with_data(con, weeks)
+    if len(with_data) < MIN_CHANGE_WEEKS:
+        return {}, with_data  # no comparison: skip the suppression (and its audit) of a quarter not shown
+    cells = query(con, "quarterly_cells", {"weeks": weeks}).astype({"n": "int64", "sensitive": bool})
+    layers, _ = build_layers(areas, cells, labels)
+    totals = {e["area_code"]: (e["n"], e["suppressed"], e["count"]) for e in layers[0]["entries"]}
+    return totals, with_data
+
+
+def change_layers(
+    con: duckdb.DuckDBPyConnection, quarter: str, areas: pd.DataFrame, labels: dict[str, str],
+    current: dict[str, Any],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Change layers (all categories) against the previous quarter and the same quarter last year.
+
+    The change is in incidents per 1,000 inhabitants per 13 weeks: each quarter's published count divided by
+    its number of ISO weeks with data, times 13, so that a quarter with a missing week does not look like a
+    drop. A change is drawn only where neither count is suppressed (a difference of two suppressed or
+    protected numbers would leak them); such an area is hatched. A comparison quarter with data for fewer
+    than MIN_CHANGE_WEEKS weeks gets no layer: the page says the comparison is missing instead.
+
+    Returns (layers, comparisons): comparisons say for each comparison quarter whether it is shown and why not.
+    """
+    year, number = parse_quarter(quarter)
+    current_weeks = current["weeks_with_data"]
+    now = {e["area_code"]: e for e in current["layers"][0]["entries"]}
+    population = dict(zip(areas["area_code"], areas["population"]))
+    layers, comparisons = [], []
+    for key, other in previous_quarters(year, number):
+        other_year, other_number = parse_quarter(other)
+        label = ("föregående kvartal" if key == "foregaende" else "samma kvartal i fjol")
+        totals, other_weeks = _quarter_totals(con, other, areas, labels)
+        info = {"key": key, "quarter": other, "label": label, "year": other_year, "number": other_number,
+                "weeks": len(other_weeks), "shown": False}
+        if len(other_weeks) < MIN_CHANGE_WEEKS or len(current_weeks) < MIN_CHANGE_WEEKS:
+            info["reason"] = (
+                f"Ingen jämförelse med {label} (kvartal {other_number} {other_year}): "
+                + (f"data finns bara för {len(other_weeks)} av dess veckor." if other_weeks else
+                   "det finns inga data för det kvartalet.")
+                if len(other_weeks) < MIN_CHANGE_WEEKS else
+                f"Ingen jämförelse med {label}: detta kvartal har data för bara {len(current_weeks)} veckor."
+            )
+            comparisons.append(info)
+            continue
+        info["shown"] = True
+        comparisons.append(info)
+        entries = []
+        for code in list(areas["area_code"]):
+            mine = now.get(code)
+            n, suppressed, shown = mine["n"], mine["suppressed"], mine["count"]
+            o_n, o_suppressed, o_shown = totals.get(code, (0, False, "0"))
+            pop = population.get(code)
+            change = None
+            if not suppressed and not o_suppressed and pop is not None and not pd.isna(pop) and int(pop) > 0:
+                change = 1000.0 * WEEKS_PER_QUARTER * (n / len(current_weeks) - o_n / len(other_weeks)) / int(pop)
+            entries.append({
+                "area_code": code, "n": n, "count": shown, "other_count": o_shown,
+                "suppressed": bool(suppressed or o_suppressed), "rate": change,
+                "rate_shown": DASH if change is None else _signed(change),
+            })
+        values = [abs(e["rate"]) for e in entries if e["rate"] is not None]
+        edges = _change_edges(values)
+        legend = []
+        if edges:
+            e1, e2 = edges
+            texts = [f"Minskning mer än {format_decimal(e2, 1)}", f"Minskning {format_decimal(e1, 1)}–{format_decimal(e2, 1)}",
+                     f"Ungefär oförändrat (±{format_decimal(e1, 1)})", f"Ökning {format_decimal(e1, 1)}–{format_decimal(e2, 1)}",
+                     f"Ökning mer än {format_decimal(e2, 1)}"]
+            legend = [{"colour": c, "label": t} for c, t in zip(CHANGE_COLOURS, texts)]
+        for entry in entries:
+            if entry["suppressed"]:
+                entry["style_class"] = "suppressed"
+            elif entry["rate"] is None or not edges:
+                entry["style_class"] = "nodata"
+            else:
+                e1, e2 = edges
+                value = entry["rate"]
+                k = 0 if value < -e2 else 1 if value < -e1 else 2 if value <= e1 else 3 if value <= e2 else 4
+                entry["style_class"] = f"c{k}"
+        layers.append({
+            "key": f"forandring_{key}",
+            "label": f"Förändring mot {label}",
+            "caption": f"Förändring i händelser per 1 000 invånare per 13 veckor, kvartal {number} {year} mot "
+                       f"kvartal {other_number} {other_year}",
+            "comparison": other,
+            "entries": entries,
+            "breaks": list(edges),
+            "colours": list(CHANGE_COLOURS),
+            "legend": legend,
+            "has_suppressed": any(e["suppressed"] for e in entries),
+            "has_zero": False,
+            "has_no_data": any(e["style_class"] == "nodata" for e in entries),
+            "is_change": True,
+        })
+    return layers, comparisons
+
+
+def _change_edges(values: list[float]) -> tuple[float, float] | tuple[()]:
+    """Symmetric class edges (e1, e2) of the absolute changes: their median and 80th percentile, rounded up
+    to two significant digits; () when there is nothing to classify."""
+    positive = [v for v in values if v > 0]
+    if not positive:
+        return ()
+    e1 = _ceil_2g(float(np.quantile(positive, 0.5)))
+    e2 = _ceil_2g(float(np.quantile(positive, 0.8)))
+    if e2 <= e1:
+        e2 = _ceil_2g(e1 * 2)
+    return (e1, e2)
+
+
+def _signed(value: float) -> str:
+    text = format_decimal(abs(value), 1)
+    if text.strip("0,") == "":
+        return text
+    return ("+" if value > 0 else "−") + text
 
 
 def _style_class(entry: dict[str, Any], breaks: list[float]) -> str:
@@ -343,6 +517,82 @@ def _bounds(areas) -> list[list[float]]:
     return [[round(float(miny), 5), round(float(minx), 5)], [round(float(maxy), 5), round(float(maxx), 5)]]
 
 
+CHANGE_TOOLTIP_FIELDS = [("area_name", "Område"), ("area_code", "Kod"), ("count", "Antal"),
+                         ("rate", "Förändring per 1 000 inv.")]
+OVERLAY_TOOLTIP_FIELDS = [("label", "Lager"), ("name", "Namn"), ("period", "Period")]
+
+
+def tile_url() -> str | None:
+    """The municipality's own tile server from EST_TILE_URL, checked; None (no background map) by default."""
+    url = (os.environ.get(TILE_URL_ENV_VAR) or "").strip()
+    if not url:
+        return None
+    if not re.match(r"^https?://[^\s\"'<>]+$", url) or not all(p in url for p in ("{z}", "{x}", "{y}")):
+        raise ValueError(f"{TILE_URL_ENV_VAR} must be an http(s) URL template with {{z}}, {{x}} and {{y}}: {url!r}")
+    return url
+
+
+def vulnerable_areas() -> list[dict[str, Any]]:
+    """The police's vulnerable areas from the file named by EST_VULNERABLE_AREAS (GeoPackage or GeoJSON), as
+    GeoJSON features in WGS 84 with a fixed label each; [] when the setting is empty.
+
+    The file is the user's; its attribute text is never shown (only the fixed labels of VULNERABLE_LABELS, picked
+    by a ``klass``/``category`` column), so nothing from it reaches a tooltip as text.
+    """
+    import geopandas as gpd
+
+    path = (os.environ.get(VULNERABLE_AREAS_ENV_VAR) or "").strip()
+    if not path:
+        return []
+    if not Path(path).exists():
+        raise ValueError(f"{VULNERABLE_AREAS_ENV_VAR}: no such file: {path}")
+    layer = gpd.read_file(path)
+    if layer.crs is None:
+        raise ValueError(f"{VULNERABLE_AREAS_ENV_VAR}: {Path(path).name} has no coordinate reference system")
+    layer = layer[layer.geometry.notna() & ~layer.geometry.is_empty]
+    column = next((c for c in layer.columns if str(c).lower() in ("klass", "category", "kategori")), None)
+    wgs84 = layer.to_crs(CRS_WGS84)
+    rounded = shapely.transform(wgs84.geometry.to_numpy(), lambda xy: np.round(xy, COORDINATE_DECIMALS))
+    features = []
+    for number, geometry in enumerate(rounded):
+        raw = str(layer[column].iloc[number]).strip().lower() if column else ""
+        label = VULNERABLE_LABELS.get(raw, VULNERABLE_DEFAULT_LABEL)
+        features.append({"type": "Feature", "id": f"utsatt-{number + 1}",
+                         "properties": {"label": label, "name": label, "period": DASH},
+                         "geometry": shapely.geometry.mapping(geometry)})
+    return features
+
+
+def _intervention_features(report: dict[str, Any], areas) -> list[dict[str, Any]]:
+    geometries = dict(zip(areas["area_code"], _display_geometries(areas)))
+    features = []
+    for item in report["interventions"]:
+        geometry = geometries.get(item["area_code"])
+        if geometry is None:
+            continue
+        features.append({"type": "Feature", "id": item["intervention_id"],
+                         "properties": {"label": f"Insats {item['intervention_id']}", "name": item["title"],
+                                        "period": item["period"]},
+                         "geometry": geometry})
+    return features
+
+
+def _add_overlay(folium_map, name: str, features: list[dict[str, Any]], colour: str, dash: str) -> None:
+    style = {"color": colour, "weight": 3, "opacity": 1, "fill": False, "dashArray": dash}
+    group = folium.FeatureGroup(name=name, overlay=True, control=True, show=True)
+    geojson = folium.GeoJson(
+        {"type": "FeatureCollection", "features": features},
+        name=name,
+        control=False,
+        style_function=lambda feature, style=style: style,
+        zoom_on_click=False,
+        pane=OVERLAY_PANE,
+    )
+    geojson.add_child(_TextTooltip(OVERLAY_TOOLTIP_FIELDS))
+    group.add_child(geojson)
+    folium_map.add_child(group)
+
+
 def build_map(report: dict[str, Any], areas, parts: dict[str, str]) -> str:
     """The folium map and its page, as one self-contained HTML string.
 
@@ -357,7 +607,7 @@ def build_map(report: dict[str, Any], areas, parts: dict[str, str]) -> str:
         width="100%",
         height=MAP_HEIGHT_PX,
         prefer_canvas=False,  # SVG: the hatch pattern of suppressed areas is an SVG fill
-        attribution_control=False,
+        attribution_control=bool(report.get("tile_url")),
         zoom_snap=0.25,
     )
     # The map's own div goes between the introduction and the legend/table: reserve its place now (folium
@@ -370,7 +620,7 @@ def build_map(report: dict[str, Any], areas, parts: dict[str, str]) -> str:
 
     geometries = _display_geometries(areas)
     names = dict(zip(areas["area_code"], areas["area_name"]))
-    for index, layer in enumerate(report["layers"]):
+    for index, layer in enumerate(report["layers"] + report.get("change_layers", [])):
         features = []
         for geometry, entry in zip(geometries, layer["entries"]):  # entries list the areas first, in order
             code = entry["area_code"]
@@ -398,13 +648,29 @@ def build_map(report: dict[str, Any], areas, parts: dict[str, str]) -> str:
             highlight_function=lambda feature: {"weight": 3, "color": "#000000"},
             zoom_on_click=False,
         )
-        geojson.add_child(_TextTooltip(TOOLTIP_FIELDS))
+        geojson.add_child(_TextTooltip(CHANGE_TOOLTIP_FIELDS if layer.get("is_change") else TOOLTIP_FIELDS))
         group.add_child(geojson)
         folium_map.add_child(group)
+    # Overlays in their own pane above the choropleth: outlines only, so the colours stay readable.
+    folium.map.CustomPane(OVERLAY_PANE, z_index=450, pointer_events=True).add_to(folium_map)
+    interventions = _intervention_features(report, areas)
+    if interventions:
+        _add_overlay(folium_map, "Insatser (insatsregistret)", interventions, INTERVENTION_COLOUR, "")
+    if report.get("vulnerable"):
+        _add_overlay(folium_map, "Utsatta områden (polisen)", report["vulnerable"], VULNERABLE_COLOUR, "6 4")
+    if report.get("tile_url"):
+        folium.TileLayer(tiles=_TILE_PLACEHOLDER, attr=report.get("tile_attribution") or "Kommunens bakgrundskarta",
+                         name="Bakgrundskarta", overlay=True, control=True, show=True).add_to(folium_map)
     folium.LayerControl(collapsed=False, position="topright").add_to(folium_map)
     folium_map.add_child(_LegendSwitch(report["layers"][0]["label"]))
     folium_map.fit_bounds(report["bounds"])
     html = offline_assets.standalone_html(folium_map)
+    if report.get("tile_url"):
+        # Only now, after the check that nothing else is fetched: the one server the municipality named.
+        quoted = json.dumps(_TILE_PLACEHOLDER)
+        if html.count(quoted) != 1:
+            raise RuntimeError("the tile layer did not render its URL once")
+        html = html.replace(quoted, json.dumps(report["tile_url"]).replace("</", "<\\/"))
     return html.replace("<html>", '<html lang="sv">', 1)
 
 
@@ -439,6 +705,22 @@ def build_quarterly(con: duckdb.DuckDBPyConnection, quarter: str) -> tuple[dict[
 
     stand_in = bool(areas["is_stand_in"].astype(bool).any())
     everything = layers[0]
+    with_data = weeks_with_data(con, labels_weeks)
+    changes, comparisons = change_layers(con, quarter, areas, labels,
+                                         {"layers": layers, "weeks_with_data": with_data})
+    register = query(con, "quarterly_interventions")
+    interventions = []
+    for row in register.itertuples(index=False):
+        starts = row.starts_on.date() if hasattr(row.starts_on, "date") else row.starts_on
+        ends = None if row.ends_on is None or pd.isna(row.ends_on) else (
+            row.ends_on.date() if hasattr(row.ends_on, "date") else row.ends_on)
+        if starts > weeks[-1].sunday or (ends is not None and ends < weeks[0].monday):
+            continue  # not active in the quarter
+        interventions.append({
+            "intervention_id": str(row.intervention_id), "title": str(row.title), "area_code": str(row.area_code),
+            "period": f"{starts.isoformat()} {DASH} {ends.isoformat() if ends else 'tills vidare'}",
+        })
+    url = tile_url()
     names = dict(zip(areas["area_code"], areas["area_name"]))
     names[UNPLACED] = UNPLACED_LABEL
     populations = dict(zip(areas["area_code"], areas["population"]))
@@ -467,6 +749,14 @@ def build_quarterly(con: duckdb.DuckDBPyConnection, quarter: str) -> tuple[dict[
         "last_week": weeks[-1].week,
         "weeks": labels_weeks,
         "layers": layers,
+        "change_layers": changes,
+        "comparisons": comparisons,
+        "weeks_with_data": with_data,
+        "interventions": interventions,
+        "vulnerable": vulnerable_areas(),
+        "tile_url": url,
+        "tile_host": re.sub(r"^https?://([^/]+).*$", r"\1", url) if url else "",
+        "tile_attribution": (os.environ.get(TILE_ATTRIBUTION_ENV_VAR) or "").strip(),
         "table": table,
         "unplaced": everything["entries"][-1],
         "gaps": gaps,
@@ -509,19 +799,33 @@ def _csv_table(report: dict[str, Any], areas) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def render_quarterly(con: duckdb.DuckDBPyConnection, home: Home, quarter: str) -> list[Path]:
-    """Write the quarter's map page and the table behind it into out/quarterly/<YYYYQn>/, and log it.
+def _change_csv(report: dict[str, Any], areas) -> pd.DataFrame:
+    names = dict(zip(areas["area_code"], areas["area_name"]))
+    rows = []
+    for layer in report["change_layers"]:
+        for e in layer["entries"]:
+            rows.append({
+                "Jämförelse": layer["label"],
+                "Jämförelsekvartal": layer["comparison"],
+                "Områdeskod": e["area_code"],
+                "Område": str(names.get(e["area_code"]) or e["area_code"]),
+                f"Antal {report['quarter']}": e["count"].replace("\u00a0", ""),
+                f"Antal {layer['comparison']}": e["other_count"].replace("\u00a0", ""),
+                "Förändring per 1 000 invånare och 13 veckor": e["rate_shown"].replace("\u00a0", ""),
+            })
+    return pd.DataFrame(rows)
 
-    Returns the files written (the CSV first, the map last). Each is replaced atomically; the same database
-    gives the same bytes (element ids are fixed by position, nothing depends on the clock). The audit entry
-    records the quarter, its weeks and the deliveries the numbers come from.
-    """
+
+def render_map(con: duckdb.DuckDBPyConnection, home: Home, quarter: str) -> tuple[list[Path], dict[str, Any], Any]:
+    """:func:`render_quarterly`, also returning the report and the areas (the pack draws its PNGs from them)."""
     report, areas = build_quarterly(con, quarter)
     module = template_environment().get_template("quarterly.html.j2").make_module(report)
     parts = {name: str(getattr(module, name)()) for name in ("page_style", "intro", "legend_box", "table_section")}
     html = build_map(report, areas, parts)
     folder = home.out / "quarterly" / quarter
     written = [write_atomic(folder / f"karta_{quarter}.csv", csv_bytes(_csv_table(report, areas)))]
+    if report["change_layers"]:
+        written.append(write_atomic(folder / f"forandring_{quarter}.csv", csv_bytes(_change_csv(report, areas))))
     html_path = folder / f"karta_{quarter}.html"
     written.append(write_atomic(html_path, html))
     warehouse.audit(
@@ -535,6 +839,17 @@ def render_quarterly(con: duckdb.DuckDBPyConnection, home: Home, quarter: str) -
             "delivery_count": len(report["delivery_ids"]),
             "delivery_ids": report["delivery_ids"],
             "files": [p.name for p in written],
+            "compared_with": [c["quarter"] for c in report["comparisons"] if c["shown"]],
         },
     )
-    return written
+    return written, report, areas
+
+
+def render_quarterly(con: duckdb.DuckDBPyConnection, home: Home, quarter: str) -> list[Path]:
+    """Write the quarter's map page and the tables behind it into out/quarterly/<YYYYQn>/, and log it.
+
+    Returns the files written (the CSVs first, the map last). Each is replaced atomically; the same database
+    gives the same bytes (element ids are fixed by position, nothing depends on the clock). The audit entry
+    records the quarter, its weeks and the deliveries the numbers come from.
+    """
+    return render_map(con, home, quarter)[0]
