@@ -60,7 +60,10 @@ def last_whole_quarter(first_week: str, last_week: str) -> str:
     return f"{last_day.year}Q{(last_day.month - 1) // 3 + 1}"
 
 
-def run_demo(home: Home, weeks: int = 26, last_week: str | None = None, echo: Callable[[str], None] = print) -> dict:
+def run_demo(home: Home, weeks: int = 26, last_week: str | None = None, echo: Callable[[str], None] = print,
+             after_generate: Callable[[Home], None] | None = None) -> dict:
+    """``after_generate(home)`` runs after the deliveries are written and before any DAG reads them (CI uses it to
+    plant canary rows: pipelines.audit_outputs.plant_canaries)."""
     from pipelines import airflow_local, generate
     from pipelines.contracts import load_contracts
 
@@ -76,6 +79,8 @@ def run_demo(home: Home, weeks: int = 26, last_week: str | None = None, echo: Ca
 
     echo(f"demo: generating {weeks} weeks of deliveries ({first_week} to {last_week}) for Örebro")
     generate.generate(home, weeks=weeks, last_week=last_week)
+    if after_generate is not None:
+        after_generate(home)
     now = datetime.now(timezone.utc)
     for partner in load_contracts():
         step = time.perf_counter()

@@ -41,7 +41,8 @@ DAG_FILES = sorted(p for p in DAGS_DIR.glob("*.py") if not p.name.startswith("_"
 
 # Every task of the EST DAGs opens the DuckDB warehouse, so every one must run in the one-slot pool. A new task
 # must be added here on purpose: in the pool if it opens the warehouse, to NO_WAREHOUSE_TASKS if it does not.
-WAREHOUSE_TASKS = {"prepare_reference", "ingest", "aggregate", "render_weekly", "render_quarterly", "find_deliveries"}
+WAREHOUSE_TASKS = {"prepare_reference", "ingest", "aggregate", "render_weekly", "render_quarterly", "find_deliveries",
+                   "delete_expired"}  # delete_expired: est_retention (issue 4)
 NO_WAREHOUSE_TASKS: set[str] = set()
 
 # Module-level imports a DAG file may make: Airflow 3's SDK, cheap date helpers and the cheap parts of pipelines.
@@ -265,7 +266,7 @@ def dagbag(airflow_home):
 def test_one_ingest_dag_per_contract_plus_the_schedules(dagbag):
     partners = airflow_local.partner_ids()
     assert partners == sorted(p.stem for p in PARTNER_CONTRACTS_DIR.glob("*.yaml"))
-    expected = {"est_watch_inbox", "est_weekly_report", "est_quarterly_pack"} | {f"est_ingest_{p}" for p in partners}
+    expected = {"est_watch_inbox", "est_weekly_report", "est_quarterly_pack", "est_retention"} | {f"est_ingest_{p}" for p in partners}
     assert set(dagbag.dags) == expected
     files = {Path(dag.fileloc).name for dag in dagbag.dags.values()}
     assert files == {p.name for p in DAG_FILES} - ({"est_ingest.py"} if not partners else set())
