@@ -66,6 +66,10 @@ def prepare_reference(home: Home) -> None:
         [(c.partner, c.name, c.sensitive, c.version) for c in contracts.values()],
         columns=["partner", "partner_name", "sensitive", "contract_version"],
     )
+    # Contract flag `expected_weekly:` (sql/002): a foreign or archive partner is never "missing" from a week.
+    expectations = pd.DataFrame(
+        [(c.partner, c.expected_weekly) for c in contracts.values()], columns=["partner", "expected_weekly"]
+    )
     interventions = load_interventions(home.interventions_file)
     unknown = sorted(set(interventions["area_code"]) - set(areas["area_code"]))
     if unknown:
@@ -73,6 +77,7 @@ def prepare_reference(home: Home) -> None:
     with closing(warehouse.connect(home)) as con, warehouse.transaction(con):
         _replace_table(con, "areas", geography.areas_to_rows(areas))
         _replace_table(con, "partners", partners)
+        _replace_table(con, "partner_expectations", expectations)
         _replace_table(con, "interventions", interventions)
 
 
@@ -128,17 +133,20 @@ def aggregate(home: Home) -> None:
         con.execute(warehouse.sql_text("aggregate_weekly_counts"))
 
 
-def render_weekly(home: Home, iso_week: str) -> list[Path]:
-    """Weekly report for 'YYYY-Www' into out/weekly/<week>/. Returns the files written."""
+def render_weekly(home: Home, iso_week: str, lang: str = "sv", audience: str = "recipients") -> list[Path]:
+    """Weekly report for 'YYYY-Www' into out/weekly/<week>/ (``lang`` 'sv' or 'en'; ``audience`` 'recipients'
+    or 'partner:<id>'). Returns the files written."""
     from pipelines import report_weekly
 
     with closing(warehouse.connect(home)) as con:
-        return report_weekly.render_weekly(con, home, iso_week)
+        return report_weekly.render_weekly(con, home, iso_week, lang=lang, audience=audience)
 
 
 def render_quarterly(home: Home, quarter: str) -> list[Path]:
-    """Quarterly map for 'YYYYQn' into out/quarterly/<quarter>/. Returns the files written."""
-    from pipelines import report_quarterly
+    """The quarterly analysis pack for 'YYYYQn' into out/quarterly/<quarter>/: the maps, hot spots, near repeats,
+    intervention follow-up, PNGs, CSVs and the index page (pipelines/quarterly_pack.py). Returns the files
+    written, index.html last."""
+    from pipelines import quarterly_pack
 
     with closing(warehouse.connect(home)) as con:
-        return report_quarterly.render_quarterly(con, home, quarter)
+        return quarterly_pack.render_pack(con, home, quarter)

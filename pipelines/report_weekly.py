@@ -34,7 +34,7 @@ import duckdb
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from pipelines import privacy, warehouse
+from pipelines import anomaly, forecast, i18n, privacy, warehouse
 from pipelines.publish import write_atomic
 from pipelines.settings import MUNICIPALITY_NAME, REPORTS_DIR, TIMEZONE, Home
 
@@ -48,11 +48,19 @@ TOP_AREAS = 10
 #: How many categories/areas the summary names as the largest changes.
 SUMMARY_ITEMS = 3
 
+#: Weeks in the trend charts (the week and the 12 before it: a quarter).
+TREND_WEEKS = 13
+
+#: How many areas the forecast table lists (largest expected counts first; the CSV holds every published one).
+FORECAST_AREAS = 10
+
 #: weekly_counts.area_code for incidents the pipeline could not place (sql/aggregate_weekly_counts.sql).
 UNPLACED = "unplaced"
 UNPLACED_LABEL = "Ej geografiskt placerade"
 
 AUDIENCE = "weekly_recipients"
+#: render_weekly's audience for the recipients' report; a partner's view is "partner:<id>".
+RECIPIENTS = "recipients"
 
 #: Swedish names of the intervention kinds the register uses (config/interventions.yaml); an unknown kind is
 #: printed as written.
@@ -141,9 +149,9 @@ def round_half_up(value: float) -> int:
     return int(math.floor(value + 0.5))
 
 
-def format_period(first: date, last: date) -> str:
+def format_period(first: date, last: date, months: tuple[str, ...] = MONTHS_SV) -> str:
     """'17–23 mars 2025', '31 mars–6 april 2025', '29 december 2025–4 januari 2026'."""
-    start, end = f"{first.day} {MONTHS_SV[first.month - 1]}", f"{last.day} {MONTHS_SV[last.month - 1]} {last.year}"
+    start, end = f"{first.day} {months[first.month - 1]}", f"{last.day} {months[last.month - 1]} {last.year}"
     if first.year != last.year:
         return f"{start} {first.year}{DASH}{end}"
     if first.month != last.month:
@@ -151,8 +159,8 @@ def format_period(first: date, last: date) -> str:
     return f"{first.day}{DASH}{end}"
 
 
-def format_date(day: date | None) -> str:
-    return "" if day is None else f"{day.day} {MONTHS_SV[day.month - 1]} {day.year}"
+def format_date(day: date | None, months: tuple[str, ...] = MONTHS_SV) -> str:
+    return "" if day is None else f"{day.day} {months[day.month - 1]} {day.year}"
 
 
 def format_local_time(moment: datetime | None) -> str:
@@ -379,8 +387,18 @@ def display_order(table: pd.DataFrame, label: str) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------------------
 
 
-def build_weekly(con: duckdb.DuckDBPyConnection, iso_week: str) -> dict[str, Any]:
-    """Everything the weekly report shows, as plain values (the template only lays it out)."""
+def build_weekly(
+    con: duckdb.DuckDBPyConnection, iso_week: str, lang: str = i18n.DEFAULT_LANGUAGE, audience: str = RECIPIENTS
+) -> dict[str, Any]:
+    """Everything the weekly report shows, as plain values (the template only lays it out).
+
+    ``lang``: 'sv' (default) or 'en', the message catalogue every text comes from. ``audience``: 'recipients'
+    (the report for politicians and department heads) or 'partner:<id>' (the same report plus that partner's
+    own deliveries for the week: a partner sees only its own delivery statistics, PRIVACY.md).
+    """
+    t = i18n.messages(lang)
+    months = t.months()
+    partner_id = _partner_of(audience)
     week = IsoWeek.parse(iso_week)
     baseline = week.previous(BASELINE_WEEKS)
     baseline_labels = [w.label for w in baseline]
@@ -389,7 +407,9 @@ def build_weekly(con: duckdb.DuckDBPyConnection, iso_week: str) -> dict[str, Any
     cells = query(con, "weekly_cells", {"weeks": all_weeks})
     delivered = delivered_weeks(con, cells, all_weeks)
     areas = query(con, "weekly_areas")
-    labels = dict(query(con, "weekly_categories").itertuples(index=False))
+    taxonomy = query(con, "weekly_category_labels")
+    labels = dict(zip(taxonomy["category"], taxonomy["label_en" if lang == "en" else "label_sv"]))
+    unplaced_label = t("unplaced_label")
 
     # Categories: those with anything this week or in the baseline.
     by_category = compare(cells, week.label, baseline_labels, delivered, "category")
@@ -404,7 +424,7 @@ def build_weekly(con: duckdb.DuckDBPyConnection, iso_week: str) -> dict[str, Any
     )
     by_area = by_area.merge(areas, on="area_code", how="left")
     by_area["area_name"] = [
-        UNPLACED_LABEL if code == UNPLACED else (name if isinstance(name, str) and name else code)
+        unplaced_label if code == UNPLACED else (name if isinstance(name, str) and name else code)
         for code, name in zip(by_area["area_code"], by_area["area_name"])
     ]
     by_area, area_total = published(by_area, "area_code")
@@ -426,10 +446,16 @@ def build_weekly(con: duckdb.DuckDBPyConnection, iso_week: str) -> dict[str, Any
         total["change"], total["change_shown"] = None, DASH
     has_baseline = bool(pd.notna(total["baseline"]))
 
-    partners = _completeness(con, cells, week, delivered)
+    # Beyond normal variation (pipelines/anomaly.py): categories, areas, and every area x category cell.
+    flags = _flags(con, week, cells, labels, areas, unplaced_label)
+    by_category["flagged"] = _flag_column(by_category, "category", flags["category"])
+    placed["flagged"] = _flag_column(placed, "area_code", flags["area_code"])
+    top_areas = placed[placed["n"] > 0].head(TOP_AREAS)
+
+    partners = _completeness(con, cells, week, delivered, t)
     deliveries = query(con, "weekly_deliveries", {"first": week.monday, "last": week.sunday})
     window = query(con, "weekly_deliveries", {"first": baseline[0].monday, "last": week.sunday})
-    interventions = _interventions(con, week.monday, week.sunday, labels)
+    interventions = _interventions(con, week.monday, week.sunday, labels, t)
 
     stand_in = bool(areas["is_stand_in"].fillna(False).astype(bool).any()) if len(areas) else False
     last_received = None
@@ -442,8 +468,8 @@ def build_weekly(con: duckdb.DuckDBPyConnection, iso_week: str) -> dict[str, Any
         "week_label": week.label,
         "week_number": week.week,
         "year": week.year,
-        "period": format_period(week.monday, week.sunday),
-        "baseline_period": format_period(baseline[0].monday, baseline[-1].sunday),
+        "period": format_period(week.monday, week.sunday, months),
+        "baseline_period": format_period(baseline[0].monday, baseline[-1].sunday, months),
         "baseline_weeks": BASELINE_WEEKS,
         "has_baseline": bool(has_baseline),
         "total": total,
@@ -461,9 +487,227 @@ def build_weekly(con: duckdb.DuckDBPyConnection, iso_week: str) -> dict[str, Any
         "primary_threshold": privacy.PRIMARY_THRESHOLD,
         "sensitive_threshold": privacy.SENSITIVE_THRESHOLD,
         "input_delivery_ids": sorted(str(d) for d in window["delivery_id"]),
+        "flagged_cells": flags["cells"],
+        "fdr_level": format_decimal(100 * anomaly.FDR_LEVEL, 0),
+        "recent_weeks": anomaly.RECENT_WEEKS,
+        "forecast": _forecast(con, week, labels, areas, unplaced_label, months),
+        "charts": _charts(con, week, by_category, labels),
+        "t": t,
+        "lang": lang,
+        "audience": audience,
+        "partner_view": _partner_view(con, week, partner_id, partners, months) if partner_id else None,
+        "unplaced_label": unplaced_label,
     }
     report["summary"] = _summary(report)
+    # The PDF carries the time of the newest delivery the report uses, never the time it was printed.
+    stamp = last_received.astimezone(ZoneInfo(TIMEZONE)) if last_received and last_received.tzinfo else last_received
+    report["pdf_timestamp"] = stamp.strftime("%Y%m%d%H%M%S") if stamp else week.monday.strftime("%Y%m%d000000")
     return report
+
+
+def _partner_of(audience: str) -> str | None:
+    """'recipients' -> None; 'partner:<id>' -> '<id>'. Anything else is refused."""
+    if audience == RECIPIENTS:
+        return None
+    if audience.startswith("partner:") and re.fullmatch(r"[a-z0-9_]+", audience[len("partner:"):]):
+        return audience[len("partner:"):]
+    raise ValueError(f"audience must be 'recipients' or 'partner:<id>': {audience!r}")
+
+
+def _partner_view(
+    con: duckdb.DuckDBPyConnection, week: IsoWeek, partner: str, partners: list[dict[str, Any]],
+    months: tuple[str, ...],
+) -> dict[str, Any]:
+    """A partner's own delivery statistics for the week: its ledger rows, nothing of any other partner.
+
+    Row counts are the partner's own files (it sent them), so they are shown unsuppressed to it; the shared
+    tables of the report stay exactly as in the recipients' version.
+    """
+    known = {p["partner"]: p["name"] for p in partners}
+    if partner not in known:
+        raise ValueError(f"unknown partner {partner!r}")
+    rows = query(con, "weekly_partner_deliveries", {"partner": partner, "first": week.monday, "last": week.sunday})
+    deliveries = [
+        {"received": format_local_time(r.received_at.to_pydatetime() if hasattr(r.received_at, "to_pydatetime")
+                                       else r.received_at),
+         "status": str(r.status), "rows_in": format_int(int(r.rows_in or 0)),
+         "rows_loaded": format_int(int(r.rows_loaded or 0)), "rows_quarantined": format_int(int(r.rows_quarantined or 0))}
+        for r in rows.itertuples(index=False)
+    ]
+    return {"partner": partner, "name": known[partner], "deliveries": deliveries}
+
+
+def _flag_column(table: pd.DataFrame, key: str, flagged: set[str]) -> list[bool]:
+    """A flag is printed only beside a published count (a flag on "<5" would say something about it)."""
+    return [k in flagged and not bool(sup) for k, sup in zip(table[key], table["n_suppressed"])]
+
+
+def _flags(
+    con: duckdb.DuckDBPyConnection, week: IsoWeek, cells: pd.DataFrame, labels: dict[str, str], areas: pd.DataFrame,
+    unplaced_label: str = UNPLACED_LABEL,
+) -> dict[str, Any]:
+    """Categories, areas and area x category cells whose count is beyond normal variation this week.
+
+    Each of the three is its own family under Benjamini-Hochberg (anomaly.FDR_LEVEL). A flagged cell is listed
+    only when its count is published (not suppressed); its normal level is the model's expected count rounded
+    and suppressed like a baseline (a mean over 13 weeks would otherwise give away a small sum).
+    """
+    result: dict[str, Any] = {}
+    for key in ("category", "area_code"):
+        tested = anomaly.assess_week(con, week.label, (key,))
+        result[key] = set(tested.loc[tested["flagged"], key].astype(str))
+    tested = anomaly.assess_week(con, week.label)
+    flagged = tested[tested["flagged"]].sort_values(["q_value", "area_code", "category"], kind="stable")
+    this_week = cells[cells["iso_week"] == week.label]
+    sensitive = this_week.groupby(["area_code", "category"])["sensitive"].any()
+    names = dict(zip(areas["area_code"], areas["area_name"]))
+    rows = []
+    for row in flagged.itertuples(index=False):
+        is_sensitive = bool(sensitive.get((row.area_code, row.category), True))
+        shown, hidden = suppress_one(int(row.observed), is_sensitive)
+        if hidden:
+            continue
+        expected = max(round_half_up(float(row.expected)), 1 if row.expected > 0 else 0)
+        expected_shown, _ = suppress_one(expected, is_sensitive)
+        rows.append({
+            "area_code": str(row.area_code),
+            "area_name": unplaced_label if row.area_code == UNPLACED else str(names.get(row.area_code, row.area_code)),
+            "category": str(row.category),
+            "label": labels.get(row.category, row.category),
+            "n_shown": _grouped(shown),
+            "expected_shown": _grouped(expected_shown),
+            "q_shown": "<0,001" if row.q_value < 0.001 else format_decimal(float(row.q_value), 3),
+        })
+    result["cells"] = rows
+    return result
+
+
+def _forecast(
+    con: duckdb.DuckDBPyConnection, week: IsoWeek, labels: dict[str, str], areas: pd.DataFrame,
+    unplaced_label: str = UNPLACED_LABEL, months: tuple[str, ...] = MONTHS_SV,
+) -> dict[str, Any]:
+    """Next week's expected count with its 80 % interval, per category and for the busiest areas.
+
+    Every partner is treated as possibly sensitive (the stricter threshold): a forecast below it is printed as
+    "<10" without an interval, because the expected count is a mean over few weeks and would give a small sum away.
+    """
+    target = IsoWeek.parse(forecast.next_week(week.label))
+    names = dict(zip(areas["area_code"], areas["area_name"]))
+    out: dict[str, Any] = {
+        "week_number": target.week, "year": target.year,
+        "period": format_period(target.monday, target.sunday, months),
+        "week_label": target.label,
+    }
+    for key in ("category", "area_code"):
+        table = forecast.forecast_week(con, week.label, (key,))
+        table = table[table["history_weeks"] > 0].copy()
+        rounded = [max(round_half_up(e), 1 if e > 0 else 0) for e in table["expected"]]
+        shown, hidden = suppress(rounded, [True] * len(rounded))
+        table["expected_shown"] = [_grouped(s) for s in shown]
+        table["hidden"] = hidden
+        table["interval_shown"] = [
+            DASH if h else f"{format_int(int(lo))}{DASH}{format_int(int(hi))}"
+            for h, lo, hi in zip(hidden, table["low80"], table["high80"])
+        ]
+        if key == "category":
+            table["label"] = [labels.get(c, c) for c in table["category"]]
+        else:
+            table["label"] = [
+                unplaced_label if c == UNPLACED else str(names.get(c, c)) for c in table["area_code"]
+            ]
+        table = table.assign(_order=[1 if h else 0 for h in hidden], _neg=-table["expected"].round(6))
+        table = table.sort_values(["_order", "_neg", "label"], kind="stable").drop(columns=["_order", "_neg"])
+        out[key] = table.reset_index(drop=True)
+    out["areas_shown"] = out["area_code"][~out["area_code"]["hidden"]].head(FORECAST_AREAS)
+    return out
+
+
+def _charts(
+    con: duckdb.DuckDBPyConnection, week: IsoWeek, categories: pd.DataFrame, labels: dict[str, str]
+) -> dict[str, Any]:
+    """The numbers the inline SVG charts draw (the template draws them; every value is a published one).
+
+    - bars: this week's published count per category (a suppressed count gets no bar, only its label);
+    - trend: the week's total and each category's count over the last TREND_WEEKS weeks, each week's value
+      suppressed like any count (the stricter threshold if a sensitive partner fed the category or the total);
+      a suppressed week, or a week no partner delivered for, is a gap in the line, never a value.
+    """
+    weeks = [*(w.label for w in week.previous(TREND_WEEKS - 1)), week.label]
+    cells = query(con, "weekly_cells", {"weeks": weeks})
+    total = cells.groupby("iso_week")["n"].sum().reindex(weeks, fill_value=0)
+    total_sensitive = bool(cells["sensitive"].any()) if len(cells) else False
+    per = cells.pivot_table(index="category", columns="iso_week", values="n", aggfunc="sum", fill_value=0)
+    per = per.reindex(columns=weeks, fill_value=0)
+    sensitive = cells.groupby("category")["sensitive"].any() if len(cells) else pd.Series(dtype=bool)
+
+    # A week in which no partner delivered is no data (a gap), never a drop to 0.
+    with_data = {w for _, w in delivered_weeks(con, cells, weeks)}
+    # Each week of the trend is the same one-way table as the report's category table (categories with the
+    # week's total), so each week gets the same primary and secondary suppression (:func:`protect`), with the
+    # sensitivity of that week's cells: a hidden category of a week can never be worked out from that week's
+    # total minus the other categories, and the report week's column is hidden exactly as the category table.
+    week_sensitive = cells.groupby(["category", "iso_week"])["sensitive"].any() if len(cells) else pd.Series(dtype=bool)
+    hidden_at: dict[tuple[str, str], bool] = {}
+    for w in weeks:
+        column = pd.DataFrame(
+            [(c, "n", int(per.at[c, w]) if c in per.index else 0, bool(week_sensitive.get((c, w), False)))
+             for c in categories["category"]],
+            columns=["category", "_col", "n", "sensitive"],
+        )
+        if not len(column):
+            continue
+        grid = protect(column, "category", "_col")
+        for c, col, h in zip(grid["category"], grid["_col"], grid["suppressed"]):
+            if col == "n" or c == privacy.TOTAL_KEY:
+                key = privacy.TOTAL_KEY if c == privacy.TOTAL_KEY else str(c)
+                if col == "n" or key == privacy.TOTAL_KEY:
+                    hidden_at[(key, w)] = hidden_at.get((key, w), False) or bool(h)
+
+    def series(values: list[int], is_sensitive: bool, key: str | None = None) -> list[int | None]:
+        if key is None or not hidden_at:
+            _, hidden = suppress(values, [is_sensitive] * len(values))
+        else:
+            hidden = [hidden_at.get((key, w), True) for w in weeks]
+        return [None if h or w not in with_data else int(v) for v, h, w in zip(values, hidden, weeks)]
+
+    def line(values: list[int | None], width: float, height: float) -> dict[str, Any]:
+        top = max([v for v in values if v is not None] + [1])
+        step = width / max(len(values) - 1, 1)
+        segments, current = [], []
+        for i, v in enumerate(values):
+            if v is None:
+                if current:
+                    segments.append(current)
+                current = []
+                continue
+            current.append(f"{i * step:.1f},{height - 2 - (height - 4) * v / top:.1f}")
+        if current:
+            segments.append(current)
+        last = values[-1]
+        return {"segments": [" ".join(s) for s in segments], "top": top,
+                "last_point": segments[-1][-1].split(",") if last is not None and segments else None}
+
+    trend_values = series([int(v) for v in total], total_sensitive,
+                          privacy.TOTAL_KEY if hidden_at and len(categories) == len(per.index) else None)
+    trend = line(trend_values, 560.0, 120.0)
+    trend["numbers"] = [int(w[6:8]) for w in weeks]
+    trend["values"] = trend_values
+    trend["weeks"] = weeks
+    spark = {}
+    for category in categories["category"]:
+        values = [int(v) for v in (per.loc[category] if category in per.index else [0] * len(weeks))]
+        values = series(values, bool(sensitive.get(category, True)), category)
+        spark[category] = line(values, 90.0, 22.0)
+        spark[category]["values"] = values
+    visible = categories[~categories["n_suppressed"] & (categories["n"] > 0)]
+    top = int(visible["n"].max()) if len(visible) else 1
+    bars = [
+        {"label": r.label, "n_shown": r.n_shown, "width": round(300.0 * int(r.n) / top, 1) if not r.n_suppressed else 0.0,
+         "suppressed": bool(r.n_suppressed)}
+        for r in categories.itertuples()
+    ]
+    return {"weeks": weeks, "trend": trend, "spark": spark, "bars": bars, "bar_height": 18,
+            "bars_height": 18 * len(bars) + 4}
 
 
 def _rate(n: int, population: Any, suppressed: bool, code: str) -> str:
@@ -474,9 +718,11 @@ def _rate(n: int, population: Any, suppressed: bool, code: str) -> str:
 
 
 def _completeness(
-    con: duckdb.DuckDBPyConnection, cells: pd.DataFrame, week: IsoWeek, delivered: set[tuple[str, str]]
+    con: duckdb.DuckDBPyConnection, cells: pd.DataFrame, week: IsoWeek, delivered: set[tuple[str, str]],
+    t: i18n.Messages | None = None,
 ) -> list[dict[str, Any]]:
     """One row per expected partner: delivered or not, rows loaded and quarantined, quarantine share."""
+    t = t or i18n.messages()
     rows = query(con, "weekly_partners", {"first": week.monday, "last": week.sunday})
     this_week = cells[cells["iso_week"] == week.label].groupby("partner")["n"].sum()
     result = []
@@ -495,17 +741,14 @@ def _completeness(
         else:
             share = format_decimal(100.0 * int(row.rows_quarantined) / rows_in, 1) + NBSP + "%"
         name = str(row.partner_name)
-        missing_sentence = (
-            "" if is_delivered
-            else f"Ingen leverans från {name} denna vecka — siffrorna för {name} saknas, inte noll."
-        )
+        missing_sentence = "" if is_delivered else t("missing_sentence", name=name)
         # The table's own note is short (the missing delivery is stated in full above the table); the CSV,
         # read on its own, carries the full sentence.
-        note = "" if is_delivered else "Saknas, inte noll."
+        note = "" if is_delivered else t("missing_note")
         csv_note = missing_sentence
         if int(row.rejected):
-            rejected = "en avvisad fil" if int(row.rejected) == 1 else f"{int(row.rejected)} avvisade filer"
-            rejected = f"{rejected.capitalize()} för veckan (se leveranskvittot)."
+            rejected = t("rejected_one") if int(row.rejected) == 1 else t("rejected_many", n=int(row.rejected))
+            rejected = t("rejected_note", what=rejected[0].upper() + rejected[1:])
             note = f"{note} {rejected}".strip()
             csv_note = f"{csv_note} {rejected}".strip()
         result.append(
@@ -513,7 +756,7 @@ def _completeness(
                 "partner": partner,
                 "name": name,
                 "delivered": is_delivered,
-                "delivered_shown": "Ja" if is_delivered else "Nej",
+                "delivered_shown": t("answer_yes") if is_delivered else t("answer_no"),
                 "deliveries": int(row.deliveries),
                 # A partner that did not deliver has no count for the week: a dash, never a 0.
                 "incidents_shown": _grouped(incidents) if is_delivered else DASH,
@@ -534,8 +777,10 @@ def _grouped(shown: str) -> str:
 
 
 def _interventions(
-    con: duckdb.DuckDBPyConnection, first: date, last: date, labels: dict[str, str]
+    con: duckdb.DuckDBPyConnection, first: date, last: date, labels: dict[str, str], t: i18n.Messages | None = None
 ) -> list[dict[str, str]]:
+    t = t or i18n.messages()
+    months = t.months()
     rows = query(con, "weekly_interventions", {"first": first, "last": last})
     result = []
     for row in rows.itertuples(index=False):
@@ -550,88 +795,89 @@ def _interventions(
                 "kind": INTERVENTION_KINDS.get(str(row.kind), str(row.kind)),
                 "responsible": str(row.responsible_name) if isinstance(row.responsible_name, str)
                 else str(row.responsible_partner),
-                "period": f"{format_date(starts)} {DASH} {format_date(ends) if ends else 'tills vidare'}",
-                "categories": ", ".join(categories) if categories else "Alla kategorier",
+                "period": f"{format_date(starts, months)} {DASH} "
+                          f"{format_date(ends, months) if ends else t('until_further')}",
+                "categories": ", ".join(categories) if categories else t("all_categories"),
             }
         )
     return result
 
 
 def _summary(report: dict[str, Any]) -> list[str]:
-    """The summary, written from the data: a few plain Swedish sentences, most important first."""
+    """The summary, written from the data: a few plain sentences (from the catalogue), most important first."""
+    t = report.get("t") or i18n.messages()
     sentences = []
     total = report["total"]
     count = total["n_shown"]
-    count_text = _amount_text(count)
-    text = (
-        f"Vecka {report['week_number']} ({report['period']}) registrerades {count_text} "
-        f"{'händelse' if count == '1' else 'händelser'} i {report['municipality']} kommun."
-    )
+    text = t("s_week", week=report["week_number"], period=report["period"], count=_amount_text(count, t),
+             incidents=t("incident_one") if count == "1" else t("incident_many"),
+             municipality=report["municipality"])
     if not report["has_baseline"]:
-        text += " Normalvärde saknas: ingen av veckans leverantörer levererade under de föregående veckorna."
+        text += t("s_no_baseline")
     elif total["change"] is None:
-        text += f" Normalvärdet för samma samverkansparter är {total['baseline_shown']}."
+        text += t("s_baseline_only", baseline=total["baseline_shown"])
     else:
         change = int(total["change"])
         if change > 0:
-            verdict = f"en ökning med {format_int(change)}"
+            verdict = t("s_up", n=format_int(change))
         elif change < 0:
-            verdict = f"en minskning med {format_int(-change)}"
+            verdict = t("s_down", n=format_int(-change))
         else:
-            verdict = "samma nivå"
-        text += (
-            " Normalvärdet för samma samverkansparter "
-            f"(snitt för de {report['baseline_weeks']} föregående veckorna) "
-            f"är {total['baseline_shown']}: {verdict}."
-        )
+            verdict = t("s_same")
+        text += t("s_baseline", weeks=report["baseline_weeks"], baseline=total["baseline_shown"], verdict=verdict)
     sentences.append(text)
 
     categories = report["categories"]
     shown = categories[categories["change"].notna()]
     ups = shown[shown["change"] > 0].sort_values(["change", "label"], ascending=[False, True]).head(SUMMARY_ITEMS)
     downs = shown[shown["change"] < 0].sort_values(["change", "label"], ascending=[True, True]).head(SUMMARY_ITEMS)
-    for title, rows in (("Störst ökning", ups), ("Störst minskning", downs)):
+    for title, rows in ((t("s_largest_up"), ups), (t("s_largest_down"), downs)):
         if len(rows):
             listed = ", ".join(f"{r.label} ({format_change(int(r.change))})" for r in rows.itertuples())
-            sentences.append(f"{title}: {listed}.")
+            sentences.append(t("s_list", title=title, items=listed))
     if report["has_baseline"] and not len(ups) and not len(downs):
-        sentences.append("Ingen kategori med publicerbara siffror avviker från sitt normalvärde.")
+        sentences.append(t("s_no_change"))
+
+    flagged = report.get("flagged_cells") or []
+    if flagged:
+        items = "; ".join(t("s_flagged_item", label=c["label"], area=f"{c['area_name']} ({c['area_code']})",
+                            n=c["n_shown"], expected=c["expected_shown"]) for c in flagged[:SUMMARY_ITEMS])
+        sentences.append(t("s_flagged", items=items))
 
     areas = report["areas"]
     rising = areas[areas["change"].notna()]
     rising = rising[rising["change"] > 0].sort_values(["change", "area_code"], ascending=[False, True])
     if len(rising):
         parts = [
-            f"{r.area_name} ({r.n_shown} händelser, normalt {r.baseline_shown})"
+            t("s_area_item", name=f"{r.area_name} ({r.area_code})", n=r.n_shown, baseline=r.baseline_shown)
             for r in rising.head(SUMMARY_ITEMS).itertuples()
         ]
-        sentences.append("Områden med störst ökning mot sitt normalvärde: " + "; ".join(parts) + ".")
+        sentences.append(t("s_areas_up", items="; ".join(parts)))
     elif len(report["top_areas"]) and not report["top_areas"].iloc[0]["n_suppressed"]:
         top = report["top_areas"].iloc[0]
-        sentences.append(f"Flest händelser: {top['area_name']} ({top['n_shown']}).")
+        sentences.append(t("s_top_area", name=top["area_name"], n=top["n_shown"]))
 
     for partner in report["missing"]:
         sentences.append(partner["missing_sentence"])
     unplaced = report["unplaced"]
     if unplaced["n"] > 0:
-        amount_text = _amount_text(unplaced["n_shown"])
-        sentences.append(
-            f"{amount_text[0].upper()}{amount_text[1:]} händelser kunde inte placeras geografiskt; "
-            f"de redovisas som ”{UNPLACED_LABEL}”."
-        )
+        amount_text = _amount_text(unplaced["n_shown"], t)
+        sentences.append(t("s_unplaced", amount=amount_text[0].upper() + amount_text[1:],
+                           label=report.get("unplaced_label", UNPLACED_LABEL)))
     count_interventions = len(report["interventions"])
     if count_interventions:
-        what = "insats pågår" if count_interventions == 1 else "insatser pågår"
-        sentences.append(f"{count_interventions} {what} under veckan.")
+        key = "s_interventions_one" if count_interventions == 1 else "s_interventions_many"
+        sentences.append(t(key, n=count_interventions))
     return [s for s in sentences if s]
 
 
-def _amount_text(shown: str) -> str:
+def _amount_text(shown: str, t: i18n.Messages | None = None) -> str:
     """A published count inside a sentence: "<5" reads "färre än 5", ".." reads "ett dolt antal"."""
+    t = t or i18n.messages()
     if shown.startswith("<"):
-        return f"färre än {shown[1:]}"
+        return t("fewer_than", n=shown[1:])
     if shown == privacy.HIDDEN_LABEL:
-        return "ett dolt antal"
+        return t("hidden_amount")
     return shown
 
 
@@ -644,6 +890,7 @@ def _tables(report: dict[str, Any]) -> dict[str, pd.DataFrame]:
             "Antal denna vecka": report["categories"]["n_shown"],
             f"Normalvärde (snitt {BASELINE_WEEKS} veckor)": report["categories"]["baseline_shown"],
             "Förändring": _numbers(report["categories"]["change"]),
+            "Utöver normal variation": ["Ja" if f else "" for f in report["categories"]["flagged"]],
         }
     )
     every_area = pd.concat([report["areas"], report["unplaced"].to_frame().T], ignore_index=True)
@@ -656,6 +903,7 @@ def _tables(report: dict[str, Any]) -> dict[str, pd.DataFrame]:
             "Per 1 000 invånare": every_area["rate_shown"],
             f"Normalvärde (snitt {BASELINE_WEEKS} veckor)": every_area["baseline_shown"],
             "Förändring": _numbers(every_area["change"]),
+            "Utöver normal variation": ["Ja" if f is True else "" for f in every_area.get("flagged", [])],
         }
     )
     partners = pd.DataFrame(
@@ -678,8 +926,29 @@ def _tables(report: dict[str, Any]) -> dict[str, pd.DataFrame]:
             "Inlästa rader", "Rader i karantän", "Andel i karantän", "Kommentar",
         ],
     )
+    flagged = pd.DataFrame(
+        [{"Områdeskod": c["area_code"], "Område": c["area_name"], "Kategori (kod)": c["category"],
+          "Kategori": c["label"], "Antal denna vecka": c["n_shown"], "Förväntat": c["expected_shown"],
+          "q-värde": c["q_shown"]} for c in report["flagged_cells"]],
+        columns=["Områdeskod", "Område", "Kategori (kod)", "Kategori", "Antal denna vecka", "Förväntat", "q-värde"],
+    )
+    forecast_rows = []
+    for key, kind in (("category", "Kategori"), ("area_code", "Område")):
+        table = report["forecast"][key]
+        for row in table.itertuples(index=False):
+            forecast_rows.append({"Vecka": report["forecast"]["week_label"], "Nivå": kind, "Kod": getattr(row, key),
+                                  "Namn": row.label, "Förväntat antal": row.expected_shown,
+                                  "80 % intervall": row.interval_shown})
+    forecast_table = pd.DataFrame(forecast_rows, columns=["Vecka", "Nivå", "Kod", "Namn", "Förväntat antal",
+                                                          "80 % intervall"])
+    charts = report["charts"]
+    trend = {"Vecka": charts["weeks"], "Totalt": [DASH if v is None else v for v in charts["trend"]["values"]]}
+    for category, label in zip(report["categories"]["category"], report["categories"]["label"]):
+        trend[label] = [privacy.HIDDEN_LABEL if v is None else v for v in charts["spark"][category]["values"]]
+    trend_table = pd.DataFrame(trend).astype(str)
     # CSV cells carry no digit-grouping spaces (Excel would read "1 234" as text) and plain spaces elsewhere.
-    tables = {"kategorier": categories, "omraden": areas, "leveranser": partners}
+    tables = {"kategorier": categories, "omraden": areas, "leveranser": partners, "avvikelser": flagged,
+              "prognos": forecast_table, "trend": trend_table}
     for frame in tables.values():
         for column in frame.columns:
             if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column].dtype):
@@ -703,29 +972,43 @@ def render_weekly_html(report: dict[str, Any]) -> str:
     return template_environment().get_template("weekly.html.j2").render(**report)
 
 
-def render_weekly(con: duckdb.DuckDBPyConnection, home: Home, iso_week: str) -> list[Path]:
+def render_weekly(
+    con: duckdb.DuckDBPyConnection, home: Home, iso_week: str, pdf: bool = True,
+    lang: str = i18n.DEFAULT_LANGUAGE, audience: str = RECIPIENTS,
+) -> list[Path]:
     """Write the week's report and its CSV tables into out/weekly/<YYYY-Www>/ and log the publication.
 
-    Returns the files written (CSV tables first, the HTML last, so the report appears only once the tables it
-    refers to exist). Each file is replaced atomically; rendering twice from the same database gives the same
+    Returns the files written (CSV tables first, then the HTML, so the report appears only once the tables it
+    refers to exist, then its PDF, printed by headless Chromium (:mod:`pipelines.pdf`) when one is installed
+    and ``pdf`` is true). Each file is replaced atomically; rendering twice from the same database gives the same
     bytes. The audit entry records the week and the deliveries the numbers come from (ledger ids: content
     hashes, nothing personal).
     """
-    report = build_weekly(con, iso_week)
+    report = build_weekly(con, iso_week, lang=lang, audience=audience)
     week = report["week_label"]
-    folder = home.out / "weekly" / week
+    partner = _partner_of(audience)
+    # The recipients' Swedish report keeps its names; a language or a partner variant gets a suffix.
+    variant = ("" if lang == i18n.DEFAULT_LANGUAGE else f"_{lang}") + (f"_{partner}" if partner else "")
+    folder = home.out / "weekly" / week if not partner else home.out / "weekly" / week / "partners" / partner
     written = []
     for suffix, frame in _tables(report).items():
-        written.append(write_atomic(folder / f"veckorapport_{week}_{suffix}.csv", csv_bytes(frame)))
-    html_path = folder / f"veckorapport_{week}.html"
+        written.append(write_atomic(folder / f"veckorapport_{week}{variant}_{suffix}.csv", csv_bytes(frame)))
+    html_path = folder / f"veckorapport_{week}{variant}.html"
     written.append(write_atomic(html_path, render_weekly_html(report)))
+    if pdf:
+        from pipelines import pdf as printing
+
+        if printing.chromium() is not None:
+            written.append(printing.print_pdf(html_path, folder / f"veckorapport_{week}{variant}.pdf",
+                                              timestamp=report["pdf_timestamp"]))
     warehouse.audit(
         con,
         "publish",
         str(html_path.relative_to(home.out)),
-        audience=AUDIENCE,
+        audience=AUDIENCE if not partner else f"partner:{partner}",
         detail={
             "iso_week": week,
+            "lang": lang,
             "baseline_weeks": [w.label for w in report["week"].previous(BASELINE_WEEKS)],
             "delivery_count": len(report["input_delivery_ids"]),
             "delivery_ids": report["input_delivery_ids"],

@@ -23,6 +23,7 @@ import os
 import select
 import shutil
 import subprocess
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -226,7 +227,8 @@ def test_weekly_report_in_browser_makes_no_request(pages, browser, tmp_path):
     assert _only_local(browser.requests, weekly) == []
     assert browser.exceptions() == []
     sections = browser.evaluate("Array.from(document.querySelectorAll('section > h2')).map(h => h.textContent)")
-    assert sections == ["Sammanfattning", "Vad har hänt", "Vad görs", "Datakvalitet och leveranser", "Om siffrorna"]
+    assert sections[:3] == ["Sammanfattning", "Vad har hänt", "Vad görs"]
+    assert sections[3].startswith("Prognos för vecka ") and sections[4:] == ["Datakvalitet och leveranser", "Om siffrorna"]
     # The title carrying a script tag stayed text: nothing ran, no script element exists.
     assert browser.evaluate("document.scripts.length") == 0
     shot = browser.screenshot(tmp_path / "veckorapport.png")
@@ -320,7 +322,28 @@ def test_generated_weekly_report_and_map_show_their_data_offline(generated_home,
         ".querySelectorAll('td, th')[1].textContent.replace(/\\s/g, '')"
     )
     assert int(total) > 200
+    # Sections in the reader's order, each visible; the charts are inline SVG that the browser lays out.
+    ids = browser.evaluate("Array.from(document.querySelectorAll('main > section')).map(s => s.id)")
+    assert ids == ["sammanfattning", "vad-har-hant", "vad-gors", "prognos", "datakvalitet", "om-siffrorna"]
+    heights = browser.evaluate(
+        "Array.from(document.querySelectorAll('main > section')).map(s => s.getBoundingClientRect().height)"
+    )
+    assert all(h > 20 for h in heights), heights
+    charts = browser.evaluate(
+        "['#diagram-trend svg', '#diagram-kategorier svg'].map(q => { const e = document.querySelector(q);"
+        " const r = e.getBoundingClientRect(); return [r.width, r.height, e.querySelectorAll('polyline, rect').length]; })"
+    )
+    assert all(w > 300 and h > 100 and n > 0 for w, h, n in charts), charts
+    sparklines = browser.evaluate("document.querySelectorAll('#tabell-kategorier svg.spark polyline').length")
+    assert sparklines > 3
+    forecast_rows = browser.evaluate("document.querySelectorAll('#tabell-prognos-kategorier tbody tr').length")
+    assert forecast_rows > 3
     browser.screenshot(tmp_path / "generated_week.png")
+    # The closing note describes the first page of the generated report (issue 5, item 7); kept outside the repo.
+    width = browser.evaluate("document.documentElement.clientWidth")
+    first_page = browser.call("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True, "clip": {"x": 0, "y": 0, "width": width, "height": round(width * 297 / 210), "scale": 1}})
+    (Path(tempfile.gettempdir()) / "weekly_report_first_page.png").write_bytes(base64.b64decode(first_page["data"]))
 
     quarterly = generated_home.out / "quarterly" / GENERATED_QUARTER / f"karta_{GENERATED_QUARTER}.html"
     browser.open(quarterly)
@@ -333,3 +356,50 @@ def test_generated_weekly_report_and_map_show_their_data_offline(generated_home,
         "new Set(Array.from(document.querySelectorAll('.leaflet-overlay-pane path')).map(p => p.getAttribute('fill'))).size"
     )
     assert filled > 3, "rates must colour the areas in several classes"
+
+
+def test_quarterly_pack_opens_offline_and_every_map_draws(generated_season, browser, tmp_path):
+    """Issue 6 item 5: the pack's index and every map page, opened headless with no network: every map draws
+    (Leaflet paths present), nothing is requested from anywhere, no script error."""
+    from test_quarterly_pack import PACK_QUARTER, render_season_pack
+
+    files, _seconds = render_season_pack(generated_season)
+    index = files[-1]
+    assert index.name == "index.html"
+    browser.open(index)
+    assert _only_local(browser.requests, index) == [] and browser.exceptions() == []
+    assert browser.evaluate("document.scripts.length") == 0
+    links = browser.evaluate("Array.from(document.querySelectorAll('a')).map(a => a.getAttribute('href'))")
+    maps = [name for name in links if name.endswith(".html")]
+    assert maps == [f"karta_{PACK_QUARTER}.html", f"hotspots_{PACK_QUARTER}.html"]
+    browser.screenshot(tmp_path / "index.png")
+
+    for name in maps:
+        page = index.parent / name
+        browser.requests.clear()
+        browser.open(page)
+        assert _only_local(browser.requests, page) == [], name
+        assert browser.exceptions() == [], name
+        assert browser.evaluate("typeof L") == "object"
+        drawn = browser.evaluate("document.querySelectorAll('.leaflet-pane path').length")
+        assert drawn > 87, (name, drawn)  # the 87 areas, and the overlay or hot-spot cells above them
+        browser.screenshot(tmp_path / name.replace(".html", ".png"))
+
+    # The area map: one path per area in the choropleth, the intervention outlines in their own pane.
+    browser.open(index.parent / maps[0])
+    assert browser.evaluate("document.querySelectorAll('.leaflet-overlay-pane path').length") == 87
+    assert browser.evaluate("document.querySelectorAll('.leaflet-est-overlays-pane path').length") == 3
+    labels = browser.evaluate(
+        "Array.from(document.querySelectorAll('.leaflet-control-layers-base label')).map(l => l.textContent.trim())"
+    )
+    assert labels[0] == "Alla kategorier" and labels[-1] == "Förändring mot föregående kvartal"
+    # Choose the change layer: its legend shows.
+    browser.evaluate(
+        "Array.from(document.querySelectorAll('.leaflet-control-layers-base label'))"
+        ".find(l => l.textContent.trim() === 'Förändring mot föregående kvartal').querySelector('input').click()"
+    )
+    browser.settle(0.3)
+    visible = browser.evaluate(
+        "Array.from(document.querySelectorAll('.est-legend')).filter(l => !l.hidden).map(l => l.dataset.layer)"
+    )
+    assert visible == ["Förändring mot föregående kvartal"]

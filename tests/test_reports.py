@@ -252,8 +252,11 @@ def test_weekly_files_and_audit_entry(built):
         f"veckorapport_{WEEK}_kategorier.csv",
         f"veckorapport_{WEEK}_omraden.csv",
         f"veckorapport_{WEEK}_leveranser.csv",
+        f"veckorapport_{WEEK}_avvikelser.csv",
+        f"veckorapport_{WEEK}_prognos.csv",
+        f"veckorapport_{WEEK}_trend.csv",
         f"veckorapport_{WEEK}.html",
-    ]
+    ] + ([f"veckorapport_{WEEK}.pdf"] if any(p.suffix == ".pdf" for p in weekly) else [])
     assert all(p.parent == folder and p.is_file() for p in weekly)
     entries = con.execute(
         "SELECT subject, audience, detail FROM audit_log WHERE action = 'publish' AND audience = 'weekly_recipients'"
@@ -271,9 +274,10 @@ def test_weekly_sections_in_order(built):
     soup = _weekly_html(built)
     assert soup.html["lang"] == "sv"
     sections = [s["id"] for s in soup.find_all("section")]
-    assert sections == ["sammanfattning", "vad-har-hant", "vad-gors", "datakvalitet", "om-siffrorna"]
+    assert sections == ["sammanfattning", "vad-har-hant", "vad-gors", "prognos", "datakvalitet", "om-siffrorna"]
     headings = [s.find("h2").get_text(strip=True) for s in soup.find_all("section")]
-    assert headings[:4] == ["Sammanfattning", "Vad har hänt", "Vad görs", "Datakvalitet och leveranser"]
+    assert headings[:3] == ["Sammanfattning", "Vad har hänt", "Vad görs"]
+    assert headings[3].startswith("Prognos för vecka ") and headings[4] == "Datakvalitet och leveranser"
 
 
 def test_weekly_summary_is_written_from_the_data(built):
@@ -300,7 +304,7 @@ def test_weekly_small_counts_are_suppressed(built):
     values = {cell for row in categories[1:] for cell in row[1:]}
     assert not values & {"1", "2", "3", "4", "7"}
     visible = _row(categories, "Skadegörelse")
-    assert visible[1:] == ["26", "15", "+11"]
+    assert visible[1:4] == ["26", "15", "+11"]
 
 
 def test_weekly_suppressed_cells_cannot_be_recovered_from_the_total(built):
@@ -322,7 +326,8 @@ def test_weekly_suppressed_cells_cannot_be_recovered_from_the_total(built):
 def test_weekly_areas_with_rates_and_unplaced(built):
     soup = _weekly_html(built)
     areas = _table(soup, "tabell-omraden")
-    assert areas[0] == ["Område", "Kod", "Denna vecka", "Per 1 000 invånare", "Normalvärde", "Förändring"]
+    assert areas[0] == ["Område", "Kod", "Denna vecka", "Per 1 000 invånare", "Normalvärde", "Förändring",
+                        "Utöver normal variation"]
     vivalla = _row(areas, "Vivalla")  # 20 property damage + 3 graffiti = 23 of 2,000 inhabitants
     assert vivalla[1:4] == [A, "23", "11,5"]
     assert _row(areas, "Ej geografiskt placerade")[2] == "<5"
@@ -376,10 +381,16 @@ def test_partner_fields_never_reach_any_output(built):
     home = built[0]
     for path in sorted((home.out).rglob("*")):
         if path.is_file():
-            content = path.read_text(encoding="utf-8-sig")
+            if path.suffix == ".pdf":
+                from pipelines.pdf import pdf_text
+
+                content = pdf_text(path.read_bytes())
+            else:
+                content = path.read_text(encoding="utf-8-sig")
             for marker in ("alert(1)", "HYPERLINK"):
-                if marker == "alert(1)" and path.suffix == ".html" and "veckorapport" in path.name:
-                    # only the intervention register's title (not partner text) may carry it, escaped
+                if marker == "alert(1)" and path.suffix in (".html", ".pdf") and path.name.startswith(("veckorapport", "karta_")):
+                    # only the intervention register's title (not partner text) may carry it, escaped (the
+                    # quarterly map's intervention overlay holds it as JSON-escaped data shown with textContent)
                     assert content.count("alert(1)") == 1, path
                     continue
                 assert marker not in content, (marker, path)
@@ -460,7 +471,8 @@ def test_weekly_report_on_an_empty_warehouse(tmp_path):
     con = warehouse.connect(home)
     con.executemany("INSERT INTO partners VALUES (?, ?, ?, 1)", [list(p) for p in PARTNERS])
     paths = render_weekly(con, home, WEEK)
-    soup = BeautifulSoup(paths[-1].read_text(encoding="utf-8"), "html.parser")
+    html = next(p for p in paths if p.suffix == ".html")
+    soup = BeautifulSoup(html.read_text(encoding="utf-8"), "html.parser")
     assert len(soup.find_all("p", class_="missing")) == len(PARTNERS)
     con.close()
 
@@ -510,13 +522,15 @@ def layer_names(html: str) -> list[str]:
     return [json.loads(name) for name in re.findall(r'("(?:[^"\\]|\\.)*")\s*:', block.group(1))]
 
 
-def geojson_properties(html: str) -> list[dict]:
-    """Every feature's properties in every GeoJSON layer the page draws (folium passes them to ``_add(...)``)."""
+def geojson_properties(html: str, overlays: bool = False) -> list[dict]:
+    """Every feature's properties in every choropleth layer the page draws (folium passes them to ``_add(...)``);
+    with ``overlays`` those of the overlay layers (interventions, vulnerable areas) instead."""
     decoder = json.JSONDecoder()
     found = []
     for match in re.finditer(r"geo_json_[0-9a-f]+_add\(", html):
         data, _ = decoder.raw_decode(html, match.end())
-        found.extend(feature["properties"] for feature in data["features"])
+        found.extend(feature["properties"] for feature in data["features"]
+                     if ("style_class" in feature["properties"]) != overlays)
     return found
 
 
@@ -540,16 +554,22 @@ def test_quarterly_tooltips_hold_only_project_labels(built):
         assert set(props) == {"area_code", "area_name", "count", "rate", "style_class"}, props
         assert props["area_code"] in {a[0] for a in AREAS}
     assert {p["area_name"] for p in properties} == {"Vivalla", "Centrum", "Brickebacken", "=SUMMA(1;2)"}
-    for marker in ("alert(1)", "HYPERLINK"):
+    # Partner fields never reach the map. The intervention register's titles (project text, edited by the
+    # security department) do, in the overlay, as JSON-escaped data shown with textContent: the "<script>" the
+    # test register holds in a title stays escaped (\u003c), never markup.
+    for marker in ("${alert", "HYPERLINK", "<script>alert"):
         assert marker not in text, marker
+    overlays = geojson_properties(text, overlays=True)
+    assert {p["label"] for p in overlays} == {"Insats i1", "Insats i2", "Insats i3", "Insats i4"}  # all active in Q1
+    assert all(set(p) == {"label", "name", "period"} for p in overlays)
     # Tooltips show only these project-made fields, set as text (textContent), one tooltip per layer; no popups.
     page_scripts = [s.string or "" for s in BeautifulSoup(text, "html.parser").find_all("script")]
     own = [s for s in page_scripts if "Leaflet 1.9" not in s]
     tooltips = re.findall(r"\.bindTooltip\(function \(layer\) \{(.*?)\}, \{", "".join(own), re.DOTALL)
-    assert len(tooltips) == len(layer_names(text))
+    assert len(tooltips) == len(layer_names(text)) + 1  # and one for the interventions overlay
     for body in tooltips:
         fields = json.loads(re.search(r"(\[\[.*?\]\])\.forEach", body).group(1))
-        assert [f[0] for f in fields] == ["area_name", "area_code", "count", "rate"]
+        assert [f[0] for f in fields] in (["area_name", "area_code", "count", "rate"], ["label", "name", "period"])
         assert "textContent" in body and "innerHTML" not in body
     assert not any(re.search(r"bindPopup|innerHTML|`", s) for s in own)
 
