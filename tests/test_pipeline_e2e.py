@@ -153,3 +153,17 @@ def test_stored_incidents_hold_pseudonyms_not_identifiers(loaded_home):
             "SELECT unnest(persons) FROM incidents WHERE persons IS NOT NULL").fetchall()]
     assert all(re.fullmatch(r"[0-9a-f]{64}", i) for i in ids)
     assert persons and all(re.fullmatch(r"[0-9a-f]{64}", p) for p in persons)
+
+
+def test_a_partner_outside_the_weekly_rhythm_is_never_reported_missing(loaded_home):
+    """police.uk has a contract (expected_weekly: false) but delivered nothing here: the report must not list it."""
+    from bs4 import BeautifulSoup
+
+    from conftest import GENERATED_LAST_WEEK
+    from pipelines.contracts import load_contracts
+
+    police_uk = load_contracts()["police_uk"]
+    page = loaded_home.out / "weekly" / GENERATED_LAST_WEEK / f"veckorapport_{GENERATED_LAST_WEEK}.html"
+    text = BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser").get_text(" ")
+    assert police_uk.name not in text
+    assert load_contracts()["housing"].name in text  # an expected partner is listed
