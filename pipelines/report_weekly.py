@@ -22,6 +22,8 @@ report prints the time the newest delivery was received, never the time it was r
 
 from __future__ import annotations
 
+import logging
+
 import math
 import re
 from dataclasses import dataclass
@@ -1001,6 +1003,11 @@ def render_weekly(
         if printing.chromium() is not None:
             written.append(printing.print_pdf(html_path, folder / f"veckorapport_{week}{variant}.pdf",
                                               timestamp=report["pdf_timestamp"]))
+        else:
+            # Say so rather than leave the archive copy silently missing.
+            logging.getLogger(__name__).warning(
+                "no Chromium found: the PDF of week %s was not printed (install the 'chromium' package "
+                "or set EST_CHROMIUM)", week)
     warehouse.audit(
         con,
         "publish",
