@@ -32,7 +32,8 @@ def run_bench(home: Home, rows: int, json_path: Path | None = None, echo: Callab
     bench_home = Home(home.work / f"bench-{rows}").ensure()
     if bench_home.db_path.exists():
         bench_home.db_path.unlink()  # every bench run starts from an empty warehouse
-    shutil.rmtree(bench_home.inbox, ignore_errors=True)
+    if bench_home.inbox.exists():
+        shutil.rmtree(bench_home.inbox)
     bench_home.ensure()
     key = bytes.fromhex(privacy.new_random_key_hex())
 

@@ -7,7 +7,6 @@ the command was refused (a one-line reason naming the file, row or setting), 1 o
 from __future__ import annotations
 
 import logging
-import re
 import sys
 import time
 from pathlib import Path
@@ -16,8 +15,6 @@ import click
 
 from pipelines.settings import KEY_ENV_VAR, Home, home_from
 
-WEEK = re.compile(r"^\d{4}-W(0[1-9]|[1-4]\d|5[0-3])$")
-QUARTER = re.compile(r"^\d{4}Q[1-4]$")
 
 
 class Refused(click.ClickException):
@@ -30,15 +27,22 @@ class Refused(click.ClickException):
 
 
 def _week(value: str) -> str:
-    if not WEEK.match(value or ""):
-        raise Refused(f"--week {value!r} is not an ISO week like 2026-W47")
-    return value
+    # The same check the DAGs apply to their iso_week param (it also knows which years have a week 53).
+    from pipelines.airflow_local import check_iso_week
+
+    try:
+        return check_iso_week(value)
+    except ValueError as exc:
+        raise Refused(f"--week: {exc}") from exc
 
 
 def _quarter(value: str) -> str:
-    if not QUARTER.match(value or ""):
-        raise Refused(f"--quarter {value!r} is not a quarter like 2026Q3")
-    return value
+    from pipelines.airflow_local import check_quarter
+
+    try:
+        return check_quarter(value)
+    except ValueError as exc:
+        raise Refused(f"--quarter: {exc}") from exc
 
 
 def _key() -> bytes:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from pipelines import airflow_local
-from pipelines.settings import PARTNER_CONTRACTS_DIR, Home
+from pipelines.settings import Home
 
 pytestmark = pytest.mark.airflow_server
 

@@ -4,7 +4,6 @@ reason or a refusal naming the file and the reason, and nothing lost (rows_in = 
 from __future__ import annotations
 
 import json
-import shutil
 
 import pandas as pd
 import pytest

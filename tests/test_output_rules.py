@@ -17,9 +17,8 @@ from datetime import datetime, timezone
 from html.parser import HTMLParser
 
 import pandas as pd
-import pytest
 
-from pipelines import audit_outputs, privacy, validate, warehouse
+from pipelines import audit_outputs, validate, warehouse
 from pipelines import report_weekly as rw
 from pipelines.contracts import load_contracts
 from pipelines.ingest import _canonical

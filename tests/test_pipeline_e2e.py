@@ -11,7 +11,6 @@ import json
 import re
 import shutil
 from contextlib import closing
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -167,3 +166,12 @@ def test_a_partner_outside_the_weekly_rhythm_is_never_reported_missing(loaded_ho
     text = BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser").get_text(" ")
     assert police_uk.name not in text
     assert load_contracts()["housing"].name in text  # an expected partner is listed
+
+
+@pytest.mark.parametrize("args", [["report", "weekly", "--week", "2025-W53"], ["report", "weekly", "--week", "47"],
+                                  ["report", "quarterly", "--quarter", "2026Q5"]])
+def test_a_period_that_does_not_exist_is_refused(tmp_path, args):
+    """2025 has no ISO week 53 (2026 has): the CLI applies the DAGs' own period check."""
+    result = CliRunner().invoke(main, [*args[:2], "--home", str(tmp_path), *args[2:]])
+    assert result.exit_code == 2, result.output
+    assert "refused" in result.output
