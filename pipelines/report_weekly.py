@@ -64,16 +64,6 @@ AUDIENCE = "weekly_recipients"
 #: render_weekly's audience for the recipients' report; a partner's view is "partner:<id>".
 RECIPIENTS = "recipients"
 
-#: Swedish names of the intervention kinds the register uses (config/interventions.yaml); an unknown kind is
-#: printed as written.
-INTERVENTION_KINDS = {
-    "situational_prevention": "Situationell prevention",
-    "social_prevention": "Social prevention",
-    "surveillance": "Kameraövervakning",
-    "patrol": "Rondering",
-    "physical_environment": "Fysisk miljö",
-}
-
 ISO_WEEK_PATTERN = re.compile(r"^(\d{4})-W(\d{2})$")
 
 MONTHS_SV = (
@@ -492,7 +482,7 @@ def build_weekly(
         "flagged_cells": flags["cells"],
         "fdr_level": format_decimal(100 * anomaly.FDR_LEVEL, 0),
         "recent_weeks": anomaly.RECENT_WEEKS,
-        "forecast": _forecast(con, week, labels, areas, unplaced_label, months),
+        "forecast": _forecast(con, week, labels, areas, unplaced_label, months, t),
         "charts": _charts(con, week, by_category, labels),
         "t": t,
         "lang": lang,
@@ -586,13 +576,17 @@ def _flags(
 
 def _forecast(
     con: duckdb.DuckDBPyConnection, week: IsoWeek, labels: dict[str, str], areas: pd.DataFrame,
-    unplaced_label: str = UNPLACED_LABEL, months: tuple[str, ...] = MONTHS_SV,
+    unplaced_label: str = UNPLACED_LABEL, months: tuple[str, ...] = MONTHS_SV, t: i18n.Messages | None = None,
 ) -> dict[str, Any]:
-    """Next week's expected count with its 80 % interval, per category and for the busiest areas.
+    """Next week's forecast (the median) with its 80 % interval, per category and for the busiest areas.
 
-    Every partner is treated as possibly sensitive (the stricter threshold): a forecast below it is printed as
-    "<10" without an interval, because the expected count is a mean over few weeks and would give a small sum away.
+    The rule of :mod:`pipelines.forecast` decides what is a forecast, exactly as in its backtest: the median is
+    the point forecast, and a cell whose chance of no event is over 80 % is "too few to forecast". Every
+    partner is treated as possibly sensitive (the stricter threshold): a forecast below it is printed as "<10"
+    without an interval, because a forecast over few weeks would give a small sum away. The privacy rule comes
+    first: a hidden forecast is never replaced by "too few" (that would narrow "<10" down).
     """
+    t = t or i18n.messages()
     target = IsoWeek.parse(forecast.next_week(week.label))
     names = dict(zip(areas["area_code"], areas["area_name"]))
     out: dict[str, Any] = {
@@ -603,13 +597,16 @@ def _forecast(
     for key in ("category", "area_code"):
         table = forecast.forecast_week(con, week.label, (key,))
         table = table[table["history_weeks"] > 0].copy()
-        rounded = [max(round_half_up(e), 1 if e > 0 else 0) for e in table["expected"]]
-        shown, hidden = suppress(rounded, [True] * len(rounded))
-        table["expected_shown"] = [_grouped(s) for s in shown]
+        # A median of 0 beside a positive mean is still a small forecast: suppressed like one, never a bare "0"
+        # (a published median is at least the threshold, so this changes no published number).
+        guarded = [max(int(m), 1 if e > 0 else 0) for m, e in zip(table["median"], table["expected"])]
+        shown, hidden = suppress(guarded, [True] * len(guarded))
+        too_few = [not h and not f for h, f in zip(hidden, table["forecastable"])]
+        table["expected_shown"] = [t("too_few_to_forecast") if few else _grouped(v) for v, few in zip(shown, too_few)]
         table["hidden"] = hidden
         table["interval_shown"] = [
-            DASH if h else f"{format_int(int(lo))}{DASH}{format_int(int(hi))}"
-            for h, lo, hi in zip(hidden, table["low80"], table["high80"])
+            DASH if h or few else f"{format_int(int(lo))}{DASH}{format_int(int(hi))}"
+            for h, few, lo, hi in zip(hidden, too_few, table["low80"], table["high80"])
         ]
         if key == "category":
             table["label"] = [labels.get(c, c) for c in table["category"]]
@@ -794,7 +791,8 @@ def _interventions(
             {
                 "title": str(row.title),
                 "area": f"{row.area_name} ({row.area_code})" if isinstance(row.area_name, str) else str(row.area_code),
-                "kind": INTERVENTION_KINDS.get(str(row.kind), str(row.kind)),
+                # the register's code names the kind; the catalogue its words (an unknown code as it is)
+                "kind": str(t.catalogue.get(f"kind_{row.kind}", row.kind)),
                 "responsible": str(row.responsible_name) if isinstance(row.responsible_name, str)
                 else str(row.responsible_partner),
                 "period": f"{format_date(starts, months)} {DASH} "
@@ -884,67 +882,61 @@ def _amount_text(shown: str, t: i18n.Messages | None = None) -> str:
 
 
 def _tables(report: dict[str, Any]) -> dict[str, pd.DataFrame]:
-    """The CSV tables behind the report, with exactly the values it prints."""
+    """The CSV tables behind the report, with exactly the values it prints, headed in the report's language
+    (the ``csv_*`` messages). The file names stay Swedish in both languages: the captions name them."""
+    t = report.get("t") or i18n.messages()
+    h = {key[len("csv_"):]: str(text) for key, text in t.catalogue.items() if key.startswith("csv_")}
+    baseline = h["baseline"].format(weeks=BASELINE_WEEKS)
     categories = pd.DataFrame(
         {
-            "Kategori (kod)": report["categories"]["category"],
-            "Kategori": report["categories"]["label"],
-            "Antal denna vecka": report["categories"]["n_shown"],
-            f"Normalvärde (snitt {BASELINE_WEEKS} veckor)": report["categories"]["baseline_shown"],
-            "Förändring": _numbers(report["categories"]["change"]),
-            "Utöver normal variation": ["Ja" if f else "" for f in report["categories"]["flagged"]],
+            h["category_code"]: report["categories"]["category"],
+            h["category"]: report["categories"]["label"],
+            h["count_week"]: report["categories"]["n_shown"],
+            baseline: report["categories"]["baseline_shown"],
+            h["change"]: _numbers(report["categories"]["change"]),
+            h["flag"]: [h["yes"] if f else "" for f in report["categories"]["flagged"]],
         }
     )
     every_area = pd.concat([report["areas"], report["unplaced"].to_frame().T], ignore_index=True)
     areas = pd.DataFrame(
         {
-            "Områdeskod": every_area["area_code"],
-            "Område": every_area["area_name"],
-            "Befolkning": every_area["population_shown"],
-            "Antal denna vecka": every_area["n_shown"],
-            "Per 1 000 invånare": every_area["rate_shown"],
-            f"Normalvärde (snitt {BASELINE_WEEKS} veckor)": every_area["baseline_shown"],
-            "Förändring": _numbers(every_area["change"]),
-            "Utöver normal variation": ["Ja" if f is True else "" for f in every_area.get("flagged", [])],
+            h["area_code"]: every_area["area_code"],
+            h["area"]: every_area["area_name"],
+            h["population"]: every_area["population_shown"],
+            h["count_week"]: every_area["n_shown"],
+            h["rate"]: every_area["rate_shown"],
+            baseline: every_area["baseline_shown"],
+            h["change"]: _numbers(every_area["change"]),
+            h["flag"]: [h["yes"] if f is True else "" for f in every_area.get("flagged", [])],
         }
     )
+    partner_columns = {
+        "partner": "partner_code", "name": "partner", "delivered_shown": "delivered", "deliveries": "deliveries",
+        "incidents_shown": "incidents_week", "rows_loaded_shown": "rows_loaded",
+        "rows_quarantined_shown": "rows_quarantined", "quarantine_share_shown": "quarantine_share",
+        "csv_note": "note",
+    }
     partners = pd.DataFrame(
-        [
-            {
-                "Samverkanspart (kod)": p["partner"],
-                "Samverkanspart": p["name"],
-                "Levererat": p["delivered_shown"],
-                "Leveranser": p["deliveries"],
-                "Händelser denna vecka": p["incidents_shown"],
-                "Inlästa rader": p["rows_loaded_shown"],
-                "Rader i karantän": p["rows_quarantined_shown"],
-                "Andel i karantän": p["quarantine_share_shown"],
-                "Kommentar": p["csv_note"],
-            }
-            for p in report["partners"]
-        ],
-        columns=[
-            "Samverkanspart (kod)", "Samverkanspart", "Levererat", "Leveranser", "Händelser denna vecka",
-            "Inlästa rader", "Rader i karantän", "Andel i karantän", "Kommentar",
-        ],
+        [{h[column]: p[field] for field, column in partner_columns.items()} for p in report["partners"]],
+        columns=[h[column] for column in partner_columns.values()],
     )
+    flagged_columns = {"area_code": "area_code", "area_name": "area", "category": "category_code",
+                       "label": "category", "n_shown": "count_week", "expected_shown": "expected", "q_shown": "q"}
     flagged = pd.DataFrame(
-        [{"Områdeskod": c["area_code"], "Område": c["area_name"], "Kategori (kod)": c["category"],
-          "Kategori": c["label"], "Antal denna vecka": c["n_shown"], "Förväntat": c["expected_shown"],
-          "q-värde": c["q_shown"]} for c in report["flagged_cells"]],
-        columns=["Områdeskod", "Område", "Kategori (kod)", "Kategori", "Antal denna vecka", "Förväntat", "q-värde"],
+        [{h[column]: c[field] for field, column in flagged_columns.items()} for c in report["flagged_cells"]],
+        columns=[h[column] for column in flagged_columns.values()],
     )
+    forecast_columns = [h[c] for c in ("week", "level", "code", "name", "forecast", "interval")]
     forecast_rows = []
-    for key, kind in (("category", "Kategori"), ("area_code", "Område")):
+    for key, kind in (("category", h["level_category"]), ("area_code", h["level_area"])):
         table = report["forecast"][key]
         for row in table.itertuples(index=False):
-            forecast_rows.append({"Vecka": report["forecast"]["week_label"], "Nivå": kind, "Kod": getattr(row, key),
-                                  "Namn": row.label, "Förväntat antal": row.expected_shown,
-                                  "80 % intervall": row.interval_shown})
-    forecast_table = pd.DataFrame(forecast_rows, columns=["Vecka", "Nivå", "Kod", "Namn", "Förväntat antal",
-                                                          "80 % intervall"])
+            values = (report["forecast"]["week_label"], kind, getattr(row, key), row.label, row.expected_shown,
+                      row.interval_shown)
+            forecast_rows.append(dict(zip(forecast_columns, values)))
+    forecast_table = pd.DataFrame(forecast_rows, columns=forecast_columns)
     charts = report["charts"]
-    trend = {"Vecka": charts["weeks"], "Totalt": [DASH if v is None else v for v in charts["trend"]["values"]]}
+    trend = {h["week"]: charts["weeks"], h["total"]: [DASH if v is None else v for v in charts["trend"]["values"]]}
     for category, label in zip(report["categories"]["category"], report["categories"]["label"]):
         trend[label] = [privacy.HIDDEN_LABEL if v is None else v for v in charts["spark"][category]["values"]]
     trend_table = pd.DataFrame(trend).astype(str)

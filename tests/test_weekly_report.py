@@ -38,6 +38,30 @@ def unusual_report(generated_season, tmp_path_factory):
     return {p.suffix if p.suffix != ".csv" else p.stem.rsplit("_", 1)[-1]: p for p in paths}, seconds
 
 
+#: The Swedish CSV headers as the recipients have them (the trend's further columns are the category labels).
+SWEDISH_HEADERS = {
+    "kategorier": ["Kategori (kod)", "Kategori", "Antal denna vecka", "Normalvärde (snitt 8 veckor)", "Förändring",
+                   "Utöver normal variation"],
+    "omraden": ["Områdeskod", "Område", "Befolkning", "Antal denna vecka", "Per 1 000 invånare",
+                "Normalvärde (snitt 8 veckor)", "Förändring", "Utöver normal variation"],
+    "leveranser": ["Samverkanspart (kod)", "Samverkanspart", "Levererat", "Leveranser", "Händelser denna vecka",
+                   "Inlästa rader", "Rader i karantän", "Andel i karantän", "Kommentar"],
+    "avvikelser": ["Områdeskod", "Område", "Kategori (kod)", "Kategori", "Antal denna vecka", "Förväntat", "q-värde"],
+    "prognos": ["Vecka", "Nivå", "Kod", "Namn", "Prognos (median)", "80 % intervall"],
+    "trend": ["Vecka", "Totalt"],
+}
+#: Headers that are the same word in both languages.
+ENGLISH_EQUALS_SWEDISH: set[str] = set()
+
+
+def test_swedish_csv_headers_are_unchanged(unusual_report):
+    paths, _ = unusual_report
+    assert report_weekly.BASELINE_WEEKS == 8
+    for name, expected in SWEDISH_HEADERS.items():
+        header = paths[name].read_text(encoding="utf-8-sig").splitlines()[0].split(";")
+        assert header[: len(expected)] == expected, (name, header)
+
+
 def test_unusual_week_is_flagged_in_the_report(unusual_report):
     paths, seconds = unusual_report
     soup = BeautifulSoup(paths[".html"].read_text(encoding="utf-8"), "html.parser")
@@ -143,6 +167,19 @@ def test_english_variant_and_partner_view(generated_season):
         "Data completeness and deliveries", "About the figures"]
     assert "21–27 September 2026" in soup.get_text()
     assert "Vehicle fire in Brickebacken (1880C1080)" in soup.find("section", id="sammanfattning").get_text()
+
+    # every text of the English report comes from the English catalogue, the CSV headers and the kinds too
+    kinds = [tr.find_all("td")[2].get_text(strip=True)
+             for tr in soup.find("table", id="tabell-insatser").find("tbody").find_all("tr")]
+    assert kinds and set(kinds) <= {"Situational prevention", "Social prevention", "Camera surveillance", "Patrol",
+                                    "Physical environment"}, kinds
+    swedish = {h for headers in SWEDISH_HEADERS.values() for h in headers} - ENGLISH_EQUALS_SWEDISH
+    for path in (p for p in english if p.suffix == ".csv"):
+        header = path.read_text(encoding="utf-8-sig").splitlines()[0].split(";")
+        assert not swedish & set(header), (path.name, header)
+        assert not re.search(r"[åäöÅÄÖ]", ";".join(header)), (path.name, header)
+    forecast_csv = next(p for p in english if p.name.endswith("_prognos.csv")).read_text(encoding="utf-8-sig")
+    assert ";Category;" in forecast_csv and ";Area;" in forecast_csv and ";Kategori;" not in forecast_csv
 
     html = next(p for p in partner if p.suffix == ".html")
     assert html.parent.name == "housing" and html.parent.parent.name == "partners"
