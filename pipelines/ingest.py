@@ -259,6 +259,11 @@ def ingest_file(
         frame = _canonical(raw, contract, received_at)
     with _timed(stage_seconds, "validate"):
         reasons = validate.validate(frame, contract.extent)
+    if len(frame) > validate.GX_MAX_ROWS:
+        receipt.notes.append(
+            f"{len(frame):,} rows: checked by the Great Expectations suite read in bulk (validate.bulk_validate; "
+            f"Great Expectations itself runs on deliveries up to {validate.GX_MAX_ROWS:,} rows)"
+        )
     for row, problem in raw.broken_rows:
         reasons.setdefault(row, []).append(f"row: {problem}")
     bad = frame["source_row"].isin(list(reasons)).to_numpy()

@@ -1,0 +1,109 @@
+"""Great Expectations stays the validator of record; large deliveries are checked by the same suite read in bulk.
+
+These tests show both engines give the same reasons for the same rows (on every ingest fixture, on a slice of the
+benchmark's generated files, and on rows broken on purpose in every way the suite knows), that the bulk reading
+refuses an expectation it cannot read, and that ingest switches engines only above validate.GX_MAX_ROWS.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines import validate
+from pipelines.canonical import STATUS_COLUMNS
+from pipelines.contracts import load_contracts
+from pipelines.ingest import _canonical
+from pipelines.readers import DeliveryRefused, read_delivery
+from pipelines.settings import Home
+from tests.test_ingest_helpers import INGEST_FIXTURES, fixture_contract
+
+RECEIVED = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)
+
+
+def _canonical_frames():
+    contract = fixture_contract()
+    for path in sorted(INGEST_FIXTURES.glob("*.csv*")):
+        try:
+            raw = read_delivery(path, contract)
+        except DeliveryRefused:
+            continue  # refused before any row is validated
+        if raw.rows_in:
+            yield path.name, _canonical(raw, contract, RECEIVED)
+
+
+def _broken_on_purpose(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every rule broken somewhere, several rules on one row, and missing values the rules must skip."""
+    broken = frame.copy()
+    n = len(broken)
+    rng = np.random.default_rng(3)
+    for column in STATUS_COLUMNS:
+        rows = rng.choice(n, size=max(1, n // 50), replace=False)
+        broken.loc[broken.index[rows], column] = "not_a_date" if "occurred" in column else "unknown_value"
+    swapped = rng.choice(n, size=max(1, n // 40), replace=False)
+    broken.loc[broken.index[swapped], "latitude"] = 0.0
+    broken.loc[broken.index[swapped[: len(swapped) // 2]], "sweref99_e"] = 6_500_000.0
+    later = broken["occurred_from"] + pd.Timedelta(hours=2)
+    before = rng.choice(n, size=max(1, n // 30), replace=False)
+    broken.loc[broken.index[before], "occurred_to"] = broken["occurred_from"].iloc[before] - pd.Timedelta(hours=1)
+    equal = rng.choice(n, size=max(1, n // 30), replace=False)
+    broken.loc[broken.index[equal], "occurred_to"] = broken["occurred_from"].iloc[equal]  # or_equal: passes
+    gone = rng.choice(n, size=max(1, n // 30), replace=False)
+    broken.loc[broken.index[gone], "occurred_from"] = pd.NaT  # pair rule ignores the row
+    broken.loc[broken.index[gone[:3]], "occurred_to"] = later.iloc[gone[:3]]
+    return broken
+
+
+@pytest.mark.parametrize("extent", [None, {"latitude": (49.0, 61.0), "longitude": (-8.0, 2.0)}])
+def test_bulk_and_great_expectations_agree_on_every_ingest_fixture(extent):
+    compared = 0
+    for name, frame in _canonical_frames():
+        for checked in (frame, _broken_on_purpose(frame)):
+            expected = validate.gx_validate(checked, extent)
+            assert validate.bulk_validate(checked, extent) == expected, name
+            compared += len(checked)
+    assert compared > 500
+
+
+def test_bulk_and_great_expectations_agree_on_generated_bench_rows(tmp_path):
+    from pipelines import generate
+
+    home = Home(tmp_path / "home").ensure()
+    files = generate.generate_bench(home, rows=40_000, seed=11)
+    contracts = load_contracts()
+    failing = 0
+    for path in files:
+        contract = contracts[path.parent.name]
+        frame = _canonical(read_delivery(path, contract), contract, RECEIVED)
+        checked = _broken_on_purpose(frame)
+        expected = validate.gx_validate(checked, contract.extent)
+        assert validate.bulk_validate(checked, contract.extent) == expected, path.name
+        failing += len(expected)
+    assert failing > 1_000  # the comparison covered many failing rows, not just clean ones
+
+
+def test_bulk_reading_refuses_an_expectation_it_cannot_read(monkeypatch):
+    import great_expectations.expectations as gxe
+
+    suite = validate.expectation_suite(())
+    frame = next(frame for _, frame in _canonical_frames())
+    extra = gxe.ExpectColumnValuesToMatchRegex(column="time_precision", regex="^exact$")
+    monkeypatch.setattr(validate, "expectation_suite", lambda extent: type(
+        "Suite", (), {"expectations": [*suite.expectations, extra]})())
+    with pytest.raises(NotImplementedError, match="ExpectColumnValuesToMatchRegex"):
+        validate.bulk_validate(frame)
+
+
+def test_validate_uses_great_expectations_up_to_the_limit_and_bulk_above(monkeypatch):
+    frame = _broken_on_purpose(next(frame for name, frame in _canonical_frames() if name.startswith("coordinates")))
+    used: list[str] = []
+    monkeypatch.setattr(validate, "gx_validate", lambda f, e=None: used.append("gx") or {})
+    monkeypatch.setattr(validate, "bulk_validate", lambda f, e=None: used.append("bulk") or {})
+    monkeypatch.setattr(validate, "GX_MAX_ROWS", len(frame))
+    validate.validate(frame)
+    monkeypatch.setattr(validate, "GX_MAX_ROWS", len(frame) - 1)
+    validate.validate(frame)
+    assert used == ["gx", "bulk"]
