@@ -1,38 +1,43 @@
--- Load validated, pseudonymised, placed rows from the staged relation `staged_incidents`.
--- A record already held is replaced only by the same or a higher revision: a late, older export never
--- overwrites a correction, and a re-export of the same revision with the same content (e.g. another row
--- order, or a renamed copy) changes nothing, not even delivery_id or source_row. The same revision with other
+-- Load validated, pseudonymised, placed rows from the staged relation `staged_incidents` (one file, inside the
+-- caller's transaction). A record already held is replaced only by the same or a higher revision: a late, older
+-- export never overwrites a correction, and a re-export of the same revision with the same content (e.g. another
+-- row order, or a renamed copy) changes nothing, not even delivery_id or source_row. The same revision with other
 -- content (a feed such as polisen.se revises records without a revision number) replaces: the later wins.
-INSERT INTO incidents BY NAME
+-- `incidents` has no primary-key index (sql/003_incidents_without_art_index.sql says why): this file keeps
+-- (partner, partner_record_id) unique, finding held records through record_key. Staged rows are unique per
+-- record already (canonical.py quarantines a record repeated in a file).
+CREATE OR REPLACE TEMP VIEW upsert_staged AS
 SELECT * EXCLUDE (person),
-       CASE WHEN person IS NULL THEN NULL ELSE [person] END AS persons
-FROM staged_incidents
-ON CONFLICT (partner, partner_record_id) DO UPDATE SET
-    revision = excluded.revision,
-    delivery_id = excluded.delivery_id,
-    source_row = excluded.source_row,
-    occurred_from = excluded.occurred_from,
-    occurred_to = excluded.occurred_to,
-    time_precision = excluded.time_precision,
-    reported_at = excluded.reported_at,
-    iso_week = excluded.iso_week,
-    category = excluded.category,
-    partner_category = excluded.partner_category,
-    place_type = excluded.place_type,
-    area_code = excluded.area_code,
-    grid_cell = excluded.grid_cell,
-    location_precision = excluded.location_precision,
-    persons = excluded.persons,
-    key_id = excluded.key_id,
-    description = excluded.description
-WHERE excluded.revision > incidents.revision
-   OR (excluded.revision = incidents.revision
-       AND (excluded.occurred_from, excluded.occurred_to, excluded.time_precision, excluded.reported_at,
-            excluded.iso_week, excluded.category, excluded.partner_category, excluded.place_type,
-            excluded.area_code, excluded.grid_cell, excluded.location_precision, excluded.persons,
-            excluded.key_id, excluded.description)
-           IS DISTINCT FROM
-           (incidents.occurred_from, incidents.occurred_to, incidents.time_precision, incidents.reported_at,
-            incidents.iso_week, incidents.category, incidents.partner_category, incidents.place_type,
-            incidents.area_code, incidents.grid_cell, incidents.location_precision, incidents.persons,
-            incidents.key_id, incidents.description));
+       CASE WHEN person IS NULL THEN NULL ELSE [person] END AS persons,
+       ('0x' || left(partner_record_id, 16))::UBIGINT AS record_key
+FROM staged_incidents;
+
+-- The staged records already held, and whether the staged row replaces the held one.
+CREATE OR REPLACE TEMP TABLE upsert_held AS
+SELECT s.partner, s.partner_record_id, s.record_key,
+       s.revision > i.revision
+       OR (s.revision = i.revision
+           AND (s.occurred_from, s.occurred_to, s.time_precision, s.reported_at, s.iso_week, s.category,
+                s.partner_category, s.place_type, s.area_code, s.grid_cell, s.location_precision, s.persons,
+                s.key_id, s.description)
+               IS DISTINCT FROM
+               (i.occurred_from, i.occurred_to, i.time_precision, i.reported_at, i.iso_week, i.category,
+                i.partner_category, i.place_type, i.area_code, i.grid_cell, i.location_precision, i.persons,
+                i.key_id, i.description)) AS replaces
+FROM upsert_staged AS s
+JOIN incidents AS i
+  ON i.record_key = s.record_key AND i.partner = s.partner AND i.partner_record_id = s.partner_record_id;
+
+DELETE FROM incidents AS i
+USING upsert_held AS h
+WHERE h.replaces
+  AND i.record_key = h.record_key AND i.partner = h.partner AND i.partner_record_id = h.partner_record_id;
+
+INSERT INTO incidents BY NAME
+SELECT s.*
+FROM upsert_staged AS s
+ANTI JOIN (SELECT * FROM upsert_held WHERE NOT replaces) AS kept
+  ON kept.record_key = s.record_key AND kept.partner = s.partner AND kept.partner_record_id = s.partner_record_id;
+
+DROP TABLE upsert_held;
+DROP VIEW upsert_staged;
