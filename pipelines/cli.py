@@ -191,15 +191,25 @@ def demo(home_dir, weeks, last_week):
 
 @main.command()
 @home_option
-@click.option("--rows", default=1_000_000, show_default=True, help="Generated incidents to push through.")
+@click.option("--rows", default="1000000,3000000,10000000", show_default=True,
+              help="Generated incidents to push through: one size, or several separated by commas.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the figures as JSON to this file.")
-def bench(home_dir, rows, json_path):
-    """Throughput of each stage in rows per second on generated incidents (a fresh bench home)."""
+@click.option("--airflow/--no-airflow", default=True, show_default=True,
+              help="Also time one week through the Airflow DAGs and the quarterly pack.")
+def bench(home_dir, rows, json_path, airflow):
+    """Rows per second of each stage at each size (each in a fresh process and bench home), the Airflow week
+    and the quarterly pack; the bench checks its own output."""
     from pipelines import bench as bench_job
 
+    try:
+        sizes = tuple(int(part.replace("_", "")) for part in rows.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{rows!r}: give whole numbers separated by commas", param_hint="--rows")
+    if any(size < 1000 for size in sizes):
+        raise click.BadParameter("each size must be at least 1000 rows", param_hint="--rows")
     home = _home(home_dir)
-    bench_job.run_bench(home, rows=rows, json_path=json_path, echo=click.echo)
+    bench_job.run_bench(home, sizes=sizes, json_path=json_path, echo=click.echo, airflow=airflow)
 
 
 @main.command()
