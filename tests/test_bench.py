@@ -1,0 +1,74 @@
+"""`est bench` measures real work and checks its own output: a small size end to end, and each check failing
+when the output it guards is broken."""
+
+from __future__ import annotations
+
+import json
+from contextlib import closing
+
+import pytest
+
+from pipelines import bench, warehouse
+from pipelines.settings import Home
+
+KEY = bytes.fromhex("5a" * 32)
+
+
+@pytest.fixture(scope="module")
+def small_bench(tmp_path_factory):
+    home = Home(tmp_path_factory.mktemp("bench")).ensure()
+    bench.prepare_size(home, 30_000, echo=lambda line: None)
+    figures = bench.run_size(home, 30_000, KEY, echo=lambda line: None)
+    return home, figures
+
+
+def test_a_size_runs_end_to_end_and_passes_its_own_checks(small_bench):
+    _, figures = small_bench
+    assert figures["rows"] == 30_000 == figures["rows_loaded"] + figures["rows_quarantined"]
+    assert figures["checks"]["pseudonyms_checked"] > 100 and figures["checks"]["pseudonyms_wrong"] == 0
+    assert figures["checks"]["placements_checked"] > 100 and figures["checks"]["placements_wrong"] == 0
+    assert set(figures["stage_rows_per_second"]) == set(bench.STAGES)
+    assert all(figures["stage_rows_per_second"][stage] for stage in bench.STAGES)
+    assert figures["end_to_end_rows_per_second"] > 0 and figures["peak_memory_mb"] > 0
+
+
+def _tampered(home: Home, sql: str):
+    """A copy of the bench warehouse with one thing broken, opened read-only like the check opens it."""
+    bench_home = bench._size_home(home, 30_000)
+    copy = Home(home.work / "tampered")
+    copy.ensure()
+    copy.db_path.write_bytes(bench_home.db_path.read_bytes())
+    with closing(warehouse.connect(copy)) as con:
+        con.execute(sql)
+    return closing(warehouse.connect(copy, read_only=True)), bench_home
+
+
+def _check(con, bench_home, figures):
+    return bench.self_check(con, bench_home, KEY, figures["rows"], figures["rows_loaded"],
+                            figures["rows_quarantined"])
+
+
+@pytest.mark.parametrize("sql, complaint", [
+    ("UPDATE incidents SET partner_record_id = md5(partner_record_id) || md5(partner_record_id) "
+     "WHERE partner = 'police_cases'", "pseudonyms"),
+    ("UPDATE incidents SET area_code = '1880C1010' WHERE partner = 'police_cases'", "placements"),
+    ("INSERT INTO incidents SELECT * FROM incidents LIMIT 1", "stored rows"),
+    ("DELETE FROM weekly_counts WHERE n > 0 AND area_code <> 'unplaced' "
+     "AND rowid IN (SELECT min(rowid) FROM weekly_counts)", "aggregate"),
+])
+def test_each_self_check_fails_when_its_output_is_broken(small_bench, sql, complaint):
+    home, figures = small_bench
+    opened, bench_home = _tampered(home, sql)
+    with opened as con, pytest.raises(bench.BenchCheckFailed, match=complaint):
+        _check(con, bench_home, figures)
+
+
+def test_the_command_writes_json_with_every_size(tmp_path):
+    home = Home(tmp_path / "home").ensure()
+    out = tmp_path / "figures.json"
+    figures = bench.run_bench(home, sizes=(5_000, 10_000), json_path=out, echo=lambda line: None, airflow=False)
+    written = json.loads(out.read_text())
+    assert [size["rows"] for size in written["sizes"]] == [5_000, 10_000] == [s["rows"] for s in figures["sizes"]]
+    assert "rows_per_second_largest_over_smallest" in written
+    assert "| **end to end** |" in bench.render_table(written)
+    assert not bench._size_home(home, 5_000).root.exists()  # gigabytes at real sizes: removed after use
