@@ -74,6 +74,7 @@ def expectation_suite(extent: tuple[tuple[str, float, float], ...] = ()):
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
+    _batch_definition()  # GX builds suites only inside an active data context, even for the bulk reading
     suite = gx.ExpectationSuite(name="est_canonical_incident")
     for column, field in STATUS_COLUMNS.items():
         suite.add_expectation(

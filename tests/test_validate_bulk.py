@@ -107,3 +107,19 @@ def test_validate_uses_great_expectations_up_to_the_limit_and_bulk_above(monkeyp
     monkeypatch.setattr(validate, "GX_MAX_ROWS", len(frame) - 1)
     validate.validate(frame)
     assert used == ["gx", "bulk"]
+
+
+def test_bulk_reading_runs_in_a_fresh_process_where_great_expectations_never_ran():
+    # A large delivery may be the first thing a worker validates: the suite must build without a prior GX run.
+    import subprocess
+    import sys
+
+    code = (
+        "from tests.test_validate_bulk import _canonical_frames, _broken_on_purpose\n"
+        "from pipelines import validate\n"
+        "name, frame = next(_canonical_frames())\n"
+        "print(len(validate.bulk_validate(_broken_on_purpose(frame))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.strip().splitlines()[-1]) > 0
