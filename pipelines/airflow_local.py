@@ -179,8 +179,9 @@ def quarter_to_render(context: Mapping[str, Any]) -> str:
 def pseudonym_key() -> bytes:
     """The master key from the masked Airflow Variable, inside a running task; raises when it is missing or bad.
 
-    Airflow masks the variable's text as soon as it is read; the other spellings of the key (the repr of its
-    bytes) are registered with the masker too, so not even a ``repr`` of the key can reach a log line. No key,
+    Airflow masks the variable's text as soon as it is read, but only as a whole; every key of a rotated chain,
+    each in every spelling (:func:`key_forms`: hex, ``repr`` of its bytes, base64, and its derived domain keys),
+    is registered with the masker too, so not even the old key of a chain alone can reach a log line. No key,
     no run: a missing or malformed key fails the task at once, without retries (retrying cannot fix it), with
     the message of :func:`pipelines.privacy.load_key`.
     """
@@ -200,15 +201,48 @@ def pseudonym_key() -> bytes:
 
 
 def key_forms(text: str) -> list[str]:
-    """The spellings of the key a log line could hold: its text, and the repr of its bytes when it is valid hex."""
-    forms = [text.strip()] if text.strip() else []
-    try:
-        key = bytes.fromhex(text.strip())
-    except ValueError:
-        return forms
-    if key:
-        forms += [repr(key), repr(key)[2:-1], key.hex()]
-    return forms
+    """Every spelling of the key a log line could hold, for each key of the secret, to register with Airflow's
+    secrets masker.
+
+    The secret may be a chain after ``est keys rotate``: ``<new hex>,<old hex>[,...]`` (pipelines/keys.py).
+    Airflow masks a Variable's value only as a whole (the masker matches exact substrings, case-sensitively), so
+    a log line holding just the old key would pass; hence each key of the chain, and each of its derived domain
+    keys (:data:`pipelines.audit_outputs.KEY_DOMAINS`, as secret as the master key), in every form that
+    ``est audit-outputs`` looks for: the text as written, hex in lower and upper case, the ``repr`` of the
+    bytes (with and without ``b'...'``), base64 and URL-safe base64 (padded and not, and the part of it that
+    stays the same inside a longer base64 text whatever the alignment). Text that is not hex is masked as is.
+    """
+    import base64
+
+    from pipelines import privacy
+    from pipelines.audit_outputs import KEY_DOMAINS
+
+    whole = text.strip()
+    forms = [whole] if whole else []
+    for part in (p.strip() for p in whole.split(",")):
+        if not part:
+            continue
+        forms.append(part)
+        try:
+            key = bytes.fromhex(part)
+        except ValueError:
+            continue
+        if not key:
+            continue
+        keys = [key]
+        try:
+            keys += [privacy.derive_key(key, domain).key for domain in KEY_DOMAINS]
+        except privacy.PseudonymKeyError:
+            pass  # too short to be used (load_key stops the run); its own spellings are still masked
+        for one in keys:
+            forms += [one.hex(), one.hex().upper(), repr(one), repr(one)[2:-1]]
+            for encoder in (base64.b64encode, base64.urlsafe_b64encode):
+                encoded = encoder(one).decode()
+                forms += [encoded, encoded.rstrip("=")]
+                for shift in (1, 2):  # the key inside a longer base64 text: the characters it alone decides
+                    shifted = encoder(b"\0" * shift + one).decode().rstrip("=")
+                    forms.append(shifted[(shift * 4 + 2) // 3:-2])
+    return list(dict.fromkeys(f for f in forms if f))
 
 
 def summarise_receipts(receipts: Iterable[Mapping[str, Any]]) -> dict[str, int]:

@@ -101,7 +101,18 @@ def audit(
     detail: dict[str, Any] | None = None,
     at: datetime | None = None,
 ) -> None:
-    """Append one entry to the audit log. ``detail`` must hold no personal values (counts, names of files)."""
+    """Append one entry to the audit log. ``detail`` must hold no personal values (counts, names of files).
+
+    A publication or export (``action`` "publish" or "export") must name its audience, one that
+    :func:`pipelines.audiences.audience` knows: an output without a declared audience is refused (ValueError)
+    before anything is logged (PRIVACY.md "Keeping and deleting"; issue 4 item 5).
+    """
+    if action in ("publish", "export"):
+        from pipelines import audiences
+
+        if not audience:
+            raise ValueError(f"a {action} entry must name its audience (pipelines/audiences.py): {subject!r}")
+        audiences.audience(audience)  # raises ValueError for an unknown audience
     con.execute(
         "INSERT INTO audit_log (logged_at, action, subject, audience, detail) VALUES (?, ?, ?, ?, ?)",
         [at or datetime.now(timezone.utc), action, subject, audience, json.dumps(detail or {}, sort_keys=True)],

@@ -11,9 +11,10 @@ from contextlib import closing
 import pytest
 from click.testing import CliRunner
 
-from pipelines import audiences, privacy, warehouse
+from pipelines import audiences, jobs, privacy, warehouse
 from pipelines.cli import main
-from tests.conftest import TEST_KEY
+from pipelines.publish import write_atomic
+from tests.conftest import GENERATED_LAST_WEEK, TEST_KEY
 
 
 def test_every_audience_gets_the_privacy_thresholds_and_no_free_text():
@@ -41,6 +42,10 @@ def exported(generated_home, tmp_path_factory):
 
     home = Home(tmp_path_factory.mktemp("export") / "home")  # a copy: the shared fixture stays as it was
     shutil.copytree(generated_home.root, home.root)
+    # Every kind of output under out/: the weekly report (in the fixture), a partner's view of it, the quarterly
+    # pack (in the fixture), receipts (written by ingest) and two partners' exports, social_services' last.
+    jobs.render_weekly(home, GENERATED_LAST_WEEK, audience="partner:social_services")
+    audiences.export_partner(home, "housing", TEST_KEY)
     paths = audiences.export_partner(home, "social_services", TEST_KEY)
     return home, paths
 
@@ -102,3 +107,116 @@ def test_cli_export_needs_the_key(generated_home, monkeypatch):
     monkeypatch.delenv("EST_PSEUDONYM_KEY", raising=False)
     result = CliRunner().invoke(main, ["export", "--home", str(generated_home.root), "--partner", "housing"])
     assert result.exit_code == 2 and "key" in result.output
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Every output declares its audience and gets exactly the detail that audience may see (issue 4 item 5)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_every_file_under_out_is_logged_for_its_declared_audience_with_no_more_detail(exported):
+    home, _ = exported
+    with closing(warehouse.connect(home, read_only=True)) as con:
+        audiences_of, _ = audiences.output_audiences(con, home.out)
+        grid_cells = {r[0] for r in con.execute("SELECT grid_cell FROM incidents WHERE grid_cell IS NOT NULL")
+                      .fetchall()}
+    assert audiences.check_outputs(home, TEST_KEY) == []
+    # Every file was judged, and every kind of output is there (the check is not vacuous).
+    assert set(audiences_of) == set(audiences.published_files(home.out))
+    kinds = {audiences.declared(f)[0] for f in audiences_of}
+    assert kinds >= {"weekly_report", "weekly_partner_view", "quarterly_map", "quarterly_pack", "receipt",
+                     "partner_export"}
+    assert {"weekly_recipients", "analysis_meeting", "partner:social_services", "partner:housing"} \
+        <= set(audiences_of.values())
+    hot = (home.out / "quarterly" / "2026Q1" / "hotspots_2026Q1.csv").read_text(encoding="utf-8-sig")
+    assert set(audiences.grid_cell_ids(hot)) & grid_cells, "the grid-cell check would not see a real cell id"
+
+
+def _copy(exported, tmp_path):
+    import shutil
+
+    from pipelines.settings import Home
+
+    home = Home(tmp_path / "home")
+    shutil.copytree(exported[0].root, home.root)
+    return home
+
+
+def _log(home, relative, audience, action="publish"):
+    with closing(warehouse.connect(home)) as con:
+        warehouse.audit(con, action, relative, audience=audience, detail={"files": [relative]})
+
+
+def _rules(home, master=TEST_KEY):
+    return sorted({(p.path, p.rule) for p in audiences.check_outputs(home, master)})
+
+
+def test_an_output_written_without_an_audit_entry_is_found(exported, tmp_path):
+    home = _copy(exported, tmp_path)
+    relative = f"weekly/{GENERATED_LAST_WEEK}/extra_{GENERATED_LAST_WEEK}.csv"
+    write_atomic(home.out / relative, "Kategori;Antal\nKlotter;12\n")
+    write_atomic(home.out / "misc" / "notes.csv", "a\n1\n")
+    assert _rules(home) == [("misc/notes.csv", "undeclared"), (relative, "unlogged")]
+    _log(home, relative, "weekly_recipients")  # logged for its audience: accepted
+    assert _rules(home) == [("misc/notes.csv", "undeclared")]
+
+
+def test_grid_cells_in_an_output_for_the_public_or_the_recipients_are_found(exported, tmp_path):
+    home = _copy(exported, tmp_path)
+    hot = (home.out / "quarterly" / "2026Q1" / "hotspots_2026Q1.csv").read_text(encoding="utf-8-sig")
+    cell = audiences.grid_cell_ids(hot)[0]
+    table = f"Ruta;Antal\n{cell};12\n"
+    for relative, target in [("open_data/brott_2026Q1.csv", "public"),
+                             (f"weekly/{GENERATED_LAST_WEEK}/rutor_{GENERATED_LAST_WEEK}.csv", "weekly_recipients"),
+                             ("quarterly/2026Q1/rutor_2026Q1.csv", "analysis_meeting")]:
+        write_atomic(home.out / relative, table)
+        _log(home, relative, target)
+    assert _rules(home) == [("open_data/brott_2026Q1.csv", "grid_cell"),  # the analysis meeting may see cells
+                            (f"weekly/{GENERATED_LAST_WEEK}/rutor_{GENERATED_LAST_WEEK}.csv", "grid_cell")]
+
+
+def test_an_output_logged_for_another_audience_is_found(exported, tmp_path):
+    home = _copy(exported, tmp_path)
+    weekly = f"weekly/{GENERATED_LAST_WEEK}/veckorapport_{GENERATED_LAST_WEEK}_kategorier.csv"
+    _log(home, weekly, "analysis_meeting")
+    export = next(p for p in audiences.published_files(home.out) if p.startswith("exports/housing/"))
+    _log(home, export, "partner:schools", action="export")
+    assert _rules(home) == [(export, "wrong_audience"), (weekly, "wrong_audience")]
+
+
+def test_pseudonyms_free_text_and_other_partners_rows_in_outputs_are_found(exported, tmp_path):
+    home = _copy(exported, tmp_path)
+    with closing(warehouse.connect(home, read_only=True)) as con:
+        record = con.execute("SELECT partner_record_id FROM incidents LIMIT 1").fetchone()[0]
+        person = con.execute("SELECT persons[1] FROM incidents WHERE len(persons) > 0 LIMIT 1").fetchone()[0]
+        text = con.execute("SELECT description FROM incidents WHERE length(description) > 30 LIMIT 1").fetchone()[0]
+    karta = home.out / "quarterly" / "2026Q1" / "karta_2026Q1.csv"
+    karta.write_text(karta.read_text(encoding="utf-8") + f"x;{record}\n", encoding="utf-8")
+    report = home.out / "weekly" / GENERATED_LAST_WEEK / f"veckorapport_{GENERATED_LAST_WEEK}.html"
+    report.write_text(report.read_text(encoding="utf-8").replace(
+        "</body>", f"<p>{person.upper()}</p><p>{text.replace('&', '&amp;')}</p></body>"), encoding="utf-8")
+    # social_services' export gets one of housing's rows (its export pseudonym: a row that is not its own).
+    own = next(home.out.glob("exports/social_services/*_egna_rader.csv"))
+    theirs = next(home.out.glob("exports/housing/*_egna_rader.csv")).read_text(encoding="utf-8").splitlines()
+    own.write_text(own.read_text(encoding="utf-8") + theirs[1] + "\n", encoding="utf-8")
+    shared = next(home.out.glob("exports/housing/*_gemensamt.csv"))
+    shared.write_text(shared.read_text(encoding="utf-8").replace("n\n", "n,partner\n", 1), encoding="utf-8")
+    assert _rules(home) == [
+        (shared.relative_to(home.out).as_posix(), "columns"),
+        (own.relative_to(home.out).as_posix(), "other_rows"),
+        ("quarterly/2026Q1/karta_2026Q1.csv", "pseudonym"),
+        (report.relative_to(home.out).as_posix(), "free_text"),
+        (report.relative_to(home.out).as_posix(), "pseudonym"),
+    ]
+    findings = " ".join(str(p) for p in audiences.check_outputs(home, TEST_KEY))
+    assert record not in findings and person not in findings and text not in findings
+
+
+def test_the_audit_log_refuses_a_publication_without_a_known_audience(exported, tmp_path):
+    home = _copy(exported, tmp_path)
+    with closing(warehouse.connect(home)) as con:
+        for target in (None, "", "everyone", "partner:nobody"):
+            with pytest.raises(ValueError):
+                warehouse.audit(con, "publish", "weekly/x.html", audience=target)
+        warehouse.audit(con, "retention", "incidents")  # other actions need no audience
+        warehouse.audit(con, "publish", "weekly/x.html", audience="recipients")  # an alias is known

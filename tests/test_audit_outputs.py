@@ -180,3 +180,28 @@ def test_plant_canaries_appends_rows_in_the_partners_encoding(tmp_path):
     text = data.decode("windows-1252")
     assert ao.CANARY_NAMES[0] in text and "CANARY-home_care-0-0" in text and "\r\n" in text
     assert all(line.count(";") == header.count(";") for line in text.splitlines())
+
+
+def test_each_key_of_a_rotated_chain_is_looked_for_alone(tmp_path, monkeypatch):
+    """After `est keys rotate` the secret is "<new hex>,<old hex>": the old key alone (or one of its derived
+    domain keys) in an output is a finding, whether the chain comes from the environment or a key file."""
+    new = bytes.fromhex("c3" * 32)
+    chain_text = f"{new.hex()},{TEST_KEY.hex()}"
+    chain = privacy.load_key("test", value=chain_text)
+    old_record = privacy.derive_key(TEST_KEY, "record").key
+    root = _folder(tmp_path, {
+        "a.log": f"x\nold {TEST_KEY.hex().upper()}\n",
+        "b.json": json.dumps({"k": base64.b64encode(TEST_KEY).decode()}),
+        "c.txt": f"{old_record.hex()}\n",
+    })
+    report = ao.audit_outputs([root], key=chain)
+    assert _kinds(report) == ["key", "key", "key"]
+    assert any("previous master #1" in f.masked for f in report.findings)
+    assert ao.audit_outputs([root], key=new).clean  # the current key alone would miss all three
+    key_file = tmp_path / "chain.hex"
+    key_file.write_text(chain_text + "\n")
+    monkeypatch.delenv("EST_PSEUDONYM_KEY", raising=False)
+    result = CliRunner().invoke(main, ["audit-outputs", str(root), "--key-file", str(key_file)])
+    assert result.exit_code == 2 and result.output.count(": key:") == 3, result.output
+    monkeypatch.setenv("EST_PSEUDONYM_KEY", chain_text)
+    assert CliRunner().invoke(main, ["audit-outputs", str(root)]).exit_code == 2

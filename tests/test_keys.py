@@ -170,3 +170,46 @@ def test_the_airflow_task_key_fails_without_retry_on_a_missing_or_short_key(monk
     with pytest.raises(AirflowFailException) as raised:
         airflow_local.pseudonym_key()
     assert "key" in str(raised.value) and (not bad or bad not in str(raised.value))
+
+
+def test_every_key_of_a_rotated_chain_is_masked_in_task_logs_in_every_spelling(monkeypatch):
+    """After `est keys rotate` the secret is "<new hex>,<old hex>". Airflow masks the variable's value as a whole
+    only, so pseudonym_key registers each key of the chain (and its derived domain keys) in every spelling: a log
+    line holding just the old key, in any form `est audit-outputs` looks for, comes out masked."""
+    pytest.importorskip("airflow.sdk")
+    import base64
+
+    from airflow.sdk._shared.secrets_masker import redact
+
+    from pipelines import airflow_local, audit_outputs
+
+    new, old = bytes.fromhex("c3" * 32), bytes(range(101, 133))  # fake keys used by no other test
+    monkeypatch.setenv(airflow_local.KEY_VARIABLE_ENV, f"{new.hex()},{old.hex().upper()}")
+    master = airflow_local.pseudonym_key()
+    assert bytes(master) == new and master.previous == (old,)
+    analysis = privacy.derive_key(old, "analysis").key
+    spellings = {
+        "text as written": old.hex().upper(), "hex": old.hex(), "repr": repr(old), "repr body": repr(old)[2:-1],
+        "base64": base64.b64encode(old).decode(), "base64url": base64.urlsafe_b64encode(old).decode().rstrip("="),
+        "base64 inside a longer text": base64.b64encode(b"x" + old + b"yz").decode(),
+        "base64url inside a longer text": base64.urlsafe_b64encode(b"xy" + old).decode(),
+        "derived analysis key": analysis.hex(), "derived analysis key, base64": base64.b64encode(analysis).decode(),
+    }
+    for name, spelling in spellings.items():
+        line = str(redact(f"task said: {spelling} (done)"))
+        assert "***" in line, name
+        # What is left of the line betrays no key: the output audit, which knows every key of the chain, is clean.
+        needles = audit_outputs.key_needles(master)
+        assert not any(n.decode("latin-1") in line for n in needles if n.isascii()), name
+    assert old.hex() not in " ".join(str(redact(f)) for f in airflow_local.key_forms(f"{new.hex()},{old.hex()}"))
+
+
+def test_key_forms_of_a_chain_cover_each_key_and_are_never_short():
+    from pipelines import airflow_local
+
+    new, old = "c3" * 32, bytes(range(101, 133)).hex()
+    forms = airflow_local.key_forms(f" {new} , {old}\n")
+    assert f"{new} , {old}" in forms and new in forms and old in forms and old.upper() in forms
+    assert repr(bytes.fromhex(old)) in forms and repr(bytes.fromhex(new)) in forms
+    assert min(len(f) for f in forms) >= 20  # Airflow's masker ignores secrets under 5 characters
+    assert airflow_local.key_forms("") == [] and airflow_local.key_forms("not-hex-text") == ["not-hex-text"]
