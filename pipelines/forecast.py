@@ -219,7 +219,7 @@ def police_events_weekly(path: Path, municipalities: list[str]) -> pd.DataFrame:
     rows, days = [], []
     with opener(path, "rt", encoding="utf-8") as handle:
         text = handle.read()
-    records = json.loads(text) if text.lstrip().startswith("[") else [json.loads(l) for l in text.splitlines() if l]
+    records = json.loads(text) if text.lstrip().startswith("[") else [json.loads(line) for line in text.splitlines() if line]
     for record in records:
         moment = datetime.strptime(record["datetime"], "%Y-%m-%d %H:%M:%S %z")
         day = moment.date()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import math
 import os
 import re
 import secrets
@@ -631,7 +632,7 @@ _PREFILTERS = {
     "e-post": r"@",
     "personnummer": r"\p{Nd}{6}",
     "telefon": r"0[1-9]|00|\+",
-    "regnr": rf"[A-Z]{{3}}[ \x{{a0}}\-]?\p{{Nd}}{{2}}|[a-z]{{3}}\p{{Nd}}{{2}}",
+    "regnr": r"[A-Z]{3}[ \x{a0}\-]?\p{Nd}{2}|[a-z]{3}\p{Nd}{2}",
     "adress": rf"(?i:{'|'.join(STREET_SUFFIXES)}){_RE2_HSPACE}+\p{{Nd}}",
 }
 
@@ -962,7 +963,8 @@ def pinned_cells(grid: pd.DataFrame, value_col: str, row_key: str, col_key: str,
 
 def secondary_suppression(table: pd.DataFrame, value_col: str, row_key: str, col_key: str,
                           threshold: int | pd.Series = PRIMARY_THRESHOLD, primary: pd.Series | None = None,
-                          audit: bool = True) -> pd.DataFrame:
+                          audit: bool = True, force: Iterable[tuple[Any, Any]] = (),
+                          keep: Iterable[tuple[Any, Any]] = ()) -> pd.DataFrame:
     """Primary and secondary suppression of a two-way table published with row, column and grand totals.
 
     Returns the full grid in long form, margins included (``TOTAL_KEY`` as the row or column key): columns
@@ -985,8 +987,14 @@ def secondary_suppression(table: pd.DataFrame, value_col: str, row_key: str, col
     "<5" must all be 1), it starts again and shows every hidden cell as HIDDEN_LABEL, which states no range:
     stricter than "<5", never looser.
 
-    Linking with other tables (the weekly figures against the quarterly ones) is not covered here: publish
-    such tables from the same suppressed grid.
+    ``force``: (row, col) keys of grid cells, margins included, to hide from the start whatever their size
+    (labelled "linked"): the cells another published table needs hidden. A forced zero stays shown, since a
+    hidden zero protects nothing and every zero is shown elsewhere. ``keep``: keys of cells that another
+    published table already gives away (a quarterly total whose weeks are all shown): hiding one would
+    protect nothing, so secondary suppression never picks them.
+
+    Linking with other tables (the weekly figures against the quarterly ones) is ``linked_suppression``'s job,
+    which calls this with ``force``.
     """
     grid = _grid_with_margins(table, value_col, row_key, col_key, threshold)
     values = grid[value_col].to_numpy()
@@ -997,7 +1005,16 @@ def secondary_suppression(table: pd.DataFrame, value_col: str, row_key: str, col
         extra = flagged.groupby([row_key, col_key], observed=True)["_p"].any()
         keys = pd.MultiIndex.from_frame(grid[[row_key, col_key]])
         primary_mask |= extra.reindex(keys, fill_value=False).to_numpy(dtype=bool) & (values > 0)
-    suppressed = primary_mask.copy()
+    forced = list(force)
+    forced_mask = np.zeros(len(grid), dtype=bool)
+    if forced:
+        keys = pd.MultiIndex.from_frame(grid[[row_key, col_key]])
+        forced_mask = keys.isin(pd.MultiIndex.from_tuples(forced)) & (values > 0) & ~primary_mask
+    kept = list(keep)
+    public = np.zeros(len(grid), dtype=bool)
+    if kept:
+        public = pd.MultiIndex.from_frame(grid[[row_key, col_key]]).isin(pd.MultiIndex.from_tuples(kept))
+    suppressed = primary_mask | forced_mask
     is_total = grid["is_total"].to_numpy()
 
     def hide_one_in(lines_key: str, other_key: str, needy: pd.Index) -> bool:
@@ -1006,7 +1023,7 @@ def secondary_suppression(table: pd.DataFrame, value_col: str, row_key: str, col
         changed = False
         in_needy = grid[lines_key].isin(needy).to_numpy()
         member = (grid[other_key] != TOTAL_KEY).to_numpy()
-        candidates = grid[in_needy & ~suppressed & (values > 0) & member]
+        candidates = grid[in_needy & ~suppressed & (values > 0) & member & ~public]
         ordered = candidates.sort_values([lines_key, value_col, other_key])
         chosen = ordered.groupby(lines_key, sort=False).head(1)
         if len(chosen):
@@ -1015,7 +1032,7 @@ def secondary_suppression(table: pd.DataFrame, value_col: str, row_key: str, col
         without = needy.difference(pd.Index(chosen[lines_key]))
         if len(without):
             margin = grid[grid[lines_key].isin(without) & (grid[other_key] == TOTAL_KEY)].index
-            margin = margin[~suppressed[margin] & (values[margin] > 0)]
+            margin = margin[~suppressed[margin] & (values[margin] > 0) & ~public[margin]]
             if len(margin):
                 suppressed[margin] = True
                 changed = True
@@ -1035,7 +1052,8 @@ def secondary_suppression(table: pd.DataFrame, value_col: str, row_key: str, col
     def labelled(ranges: bool) -> pd.DataFrame:
         out = grid.copy()
         out["suppressed"] = suppressed
-        out["suppression"] = np.where(primary_mask, "primary", np.where(suppressed, "secondary", ""))
+        out["suppression"] = np.where(primary_mask, "primary", np.where(
+            forced_mask, "linked", np.where(suppressed, "secondary", "")))
         display = out[value_col].astype(str).to_numpy(dtype=object)
         display[suppressed] = HIDDEN_LABEL
         if ranges:
@@ -1057,7 +1075,7 @@ def secondary_suppression(table: pd.DataFrame, value_col: str, row_key: str, col
                 col_key, row_key, pd.Index([first[col_key]]))
             if not changed:
                 # Nothing visible is left beside it: hide the smallest visible non-zero cell anywhere.
-                visible = np.flatnonzero(~suppressed & (values > 0))
+                visible = np.flatnonzero(~suppressed & (values > 0) & ~public)
                 if not len(visible):
                     return False
                 suppressed[visible[np.argmin(values[visible] + is_total[visible] * values.max())]] = True
@@ -1068,13 +1086,284 @@ def secondary_suppression(table: pd.DataFrame, value_col: str, row_key: str, col
         return labelled(ranges=True)
     # "<5" itself gives too much away here (e.g. four 1s and their total "<5": all must be 1). Start again and
     # show every hidden cell as ".." with no range, which reveals less than "<5" does.
-    suppressed[:] = primary_mask
+    suppressed[:] = primary_mask | forced_mask
     if protect(ranges=False):
         return labelled(ranges=False)
     raise ValueError(  # not reached: with no ranges shown, an all-hidden table pins nothing
         "this table cannot be published with its totals without a recoverable cell: merge areas or categories "
         "(PRIVACY.md, 'Published numbers')"
     )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Linked tables: the weeks of a quarter against the quarter (PRIVACY.md, "Published numbers")
+# --------------------------------------------------------------------------------------------------------------
+
+# A published quarter is linked to the weekly reports of its weeks: an area's weekly counts add up to its
+# quarterly total, a category's to its quarterly total, the weeks' totals to the quarter's. Suppressing each
+# table on its own is not enough (a shown quarterly total minus the shown weeks gives the one hidden week back),
+# so the quarter is suppressed against the weeks as published: ``linked_suppression``.
+
+# Random objectives ``linked_pinned`` tries before the exact pair of linear programs per remaining hidden number.
+# Each optimal vertex that moves a hidden number away from its true value proves that number is not pinned; on
+# the generated quarters 12 leave the pinned numbers and a few others, so the exact step stays short.
+LINK_PROBES = 12
+# The weekly tables of a quarter, by what they add up to in the quarter's grid: "row" tables are over the
+# grid's row keys (areas), "col" tables over its column keys (categories); TOTAL_KEY marks each week's total.
+LINK_SIDES = ("row", "col")
+_SEP = "\x1f"  # joins the parts of a number's name; never part of an area code or a category
+
+
+def _quarter_name(row: pd.Series, col: pd.Series) -> pd.Series:
+    return "q" + _SEP + row.astype(str) + _SEP + col.astype(str)
+
+
+def _week_name(week: pd.Series, side: pd.Series, key: pd.Series) -> pd.Series:
+    total = side.astype(str) == TOTAL_KEY
+    name = "w" + _SEP + week.astype(str) + _SEP + side.astype(str) + _SEP + key.astype(str)
+    return name.where(~total, "w" + _SEP + week.astype(str) + _SEP + TOTAL_KEY)
+
+
+def _label_bounds(display: pd.Series, threshold: pd.Series, ranges: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) a reader knows for hidden numbers: "<t" is 1..t-1; ".." is at least t where its table
+    shows "<" labels (a smaller number would say "<t"), else at least 1. As ``_hidden_bounds`` reads them."""
+    small = display.astype(str).str.startswith("<").to_numpy()
+    limits = threshold.to_numpy(dtype=float)
+    lower = np.where(small, 1.0, np.where(ranges.to_numpy(dtype=bool), limits, 1.0))
+    upper = np.where(small, limits - 1, np.inf)
+    return lower, upper
+
+
+def linked_system(grid: pd.DataFrame, value_col: str, row_key: str, col_key: str,
+                  weeks: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Everything published for a quarter as one linear system: the numbers and the equations between them.
+
+    ``grid`` is the quarter's protected grid (``secondary_suppression``'s output: margins keyed TOTAL_KEY,
+    ``suppressed``, ``display``, ``threshold``). ``weeks`` holds the weekly tables as published, one row per
+    number: ``week``, ``side`` ("row": a count per row key, "col": per column key, TOTAL_KEY: the week's total,
+    one per week, shared by both tables), ``key``, ``n``, ``suppressed``, ``display``, ``threshold``.
+
+    Returns (numbers, equations): numbers indexed by name with ``n``, ``suppressed``, ``low``, ``high`` (what
+    the labels state about a hidden number); equations in long form ``eq, name, coef`` (each adds up to 0):
+    the grid's rows and columns, each weekly table to its week's total, each row key's and column key's weeks
+    to its quarterly margin, the weeks' totals to the quarter's. A weekly key absent from the grid must be 0.
+    """
+    T = TOTAL_KEY
+    q = pd.DataFrame({"name": _quarter_name(grid[row_key], grid[col_key]).to_numpy(),
+                      "row": grid[row_key].astype(str).to_numpy(), "col": grid[col_key].astype(str).to_numpy(),
+                      "n": grid[value_col].to_numpy(dtype=np.int64),
+                      "suppressed": grid["suppressed"].to_numpy(dtype=bool)})
+    q_ranges = pd.Series(grid["display"].astype(str).str.startswith("<").any(), index=grid.index)
+    q_low, q_high = _label_bounds(grid["display"], grid["threshold"], q_ranges)
+
+    w = weeks.reset_index(drop=True).copy()
+    w["side"], w["key"], w["week"] = w["side"].astype(str), w["key"].astype(str), w["week"].astype(str)
+    w["name"] = _week_name(w["week"], w["side"], w["key"]).to_numpy()
+    small = w["display"].astype(str).str.startswith("<")
+    # A weekly table shows ranges when any of its numbers, its total included, is a "<" label. The week's
+    # total belongs to both of the week's tables and is read by the stricter of them (no ranges wins).
+    total_small = small[w["side"] == T].groupby(w.loc[w["side"] == T, "week"]).any()
+    table_flag = small.groupby([w["week"], w["side"]]).any()
+    keys = pd.MultiIndex.from_arrays([w["week"], w["side"]])
+    member_flag = table_flag.reindex(keys, fill_value=False).to_numpy() | \
+        total_small.reindex(w["week"], fill_value=False).to_numpy()
+    sides = w[w["side"] != T].assign(_flag=member_flag[(w["side"] != T).to_numpy()])
+    total_flag = sides.groupby("week")["_flag"].all().reindex(w["week"], fill_value=True).to_numpy()
+    w_ranges = np.where(w["side"] == T, total_flag, member_flag)
+    w_low, w_high = _label_bounds(w["display"], w["threshold"], pd.Series(w_ranges))
+
+    unknown = ~(((w["side"] == "row") & w["key"].isin(q["row"])) | ((w["side"] == "col") & w["key"].isin(q["col"]))
+                | (w["side"] == T))
+    if (unknown & (w["n"] != 0)).any():
+        raise ValueError("a weekly count belongs to no row or column of the quarter: the weeks are not the quarter's")
+    w = w[~unknown].copy()
+    w_low, w_high = w_low[~unknown.to_numpy()], w_high[~unknown.to_numpy()]
+
+    numbers = pd.concat([
+        pd.DataFrame({"n": q["n"].to_numpy(), "suppressed": q["suppressed"].to_numpy(), "low": q_low,
+                      "high": q_high}, index=q["name"].to_numpy()),
+        pd.DataFrame({"n": w["n"].to_numpy(dtype=np.int64), "suppressed": w["suppressed"].to_numpy(dtype=bool),
+                      "low": w_low, "high": w_high}, index=w["name"].to_numpy()),
+    ])
+    if numbers.index.duplicated().any():
+        raise ValueError("a published number appears twice: give each week's table each key once")
+
+    # Each equation: its members with +1 and the number they add up to with -1.
+    margins_r, margins_c = q[q["col"] == T].set_index("row")["name"], q[q["row"] == T].set_index("col")["name"]
+    lines = [
+        pd.DataFrame({"eq": "qr" + _SEP + q.loc[q["col"] != T, "row"], "name": q.loc[q["col"] != T, "name"],
+                      "coef": 1.0}),
+        pd.DataFrame({"eq": "qr" + _SEP + margins_r.index, "name": margins_r.to_numpy(), "coef": -1.0}),
+        pd.DataFrame({"eq": "qc" + _SEP + q.loc[q["row"] != T, "col"], "name": q.loc[q["row"] != T, "name"],
+                      "coef": 1.0}),
+        pd.DataFrame({"eq": "qc" + _SEP + margins_c.index, "name": margins_c.to_numpy(), "coef": -1.0}),
+    ]
+    members = w[w["side"] != T]
+    totals = w[w["side"] == T]
+    for side in LINK_SIDES:  # each weekly table adds up to its week's total
+        these = members[members["side"] == side]
+        if len(these):
+            lines.append(pd.DataFrame({"eq": "wt" + _SEP + side + _SEP + these["week"], "name": these["name"],
+                                       "coef": 1.0}))
+            weeks_of = these["week"].unique()
+            tot = totals[totals["week"].isin(weeks_of)]
+            lines.append(pd.DataFrame({"eq": "wt" + _SEP + side + _SEP + tot["week"], "name": tot["name"],
+                                       "coef": -1.0}))
+    # Across tables: a key's weeks add up to its quarterly margin, the weeks' totals to the grand total.
+    for side, margins in (("row", margins_r), ("col", margins_c)):
+        these = members[members["side"] == side]
+        lines.append(pd.DataFrame({"eq": "x" + side + _SEP + these["key"], "name": these["name"], "coef": 1.0}))
+        keys = pd.Index(these["key"].unique())
+        lines.append(pd.DataFrame({"eq": "x" + side + _SEP + keys, "name": margins.reindex(keys).to_numpy(),
+                                   "coef": -1.0}))
+    if len(totals):
+        grand = q.loc[(q["row"] == T) & (q["col"] == T), "name"]
+        lines.append(pd.DataFrame({"eq": "xt", "name": totals["name"], "coef": 1.0}))
+        lines.append(pd.DataFrame({"eq": "xt", "name": grand.to_numpy(), "coef": -1.0}))
+    equations = pd.concat(lines, ignore_index=True)
+    return numbers, equations
+
+
+def linked_pinned(numbers: pd.DataFrame, equations: pd.DataFrame, probes: int = LINK_PROBES) -> pd.Series:
+    """Which hidden numbers of a linked system (``linked_system``) an attacker with a linear-programming solver
+    pins to one whole number: the smallest and largest value consistent with every shown number, every label
+    and every equation leave one whole number between them.
+
+    Exact for the linear relaxation, which is what an attacker's LP can do; a number an LP pins is pinned for
+    whole numbers too. Random objectives go first (a vertex that moves a number proves it free), then two
+    linear programs per remaining number (HiGHS). Raises ValueError when the shown numbers contradict an
+    equation: the tables are not the same data.
+    """
+    from scipy.optimize import linprog
+    from scipy.sparse import coo_matrix
+
+    hidden = numbers["suppressed"].to_numpy(dtype=bool)
+    out = pd.Series(False, index=numbers.index, name="pinned")
+    if not hidden.any():
+        return out
+    k = int(hidden.sum())
+    position = pd.Series(np.where(hidden, np.cumsum(hidden) - 1, -1), index=numbers.index)
+    missing = ~equations["name"].isin(numbers.index)
+    if missing.any():
+        raise KeyError(f"equations name numbers that are not published: {list(equations['name'][missing][:3])}")
+    pos = position.reindex(equations["name"]).to_numpy()
+    coef = equations["coef"].to_numpy(dtype=float)
+    value = numbers["n"].reindex(equations["name"]).to_numpy(dtype=float)
+    eq_codes, eq_index = pd.factorize(equations["eq"])
+    known = pos < 0
+    constant = np.bincount(eq_codes[known], weights=coef[known] * value[known], minlength=len(eq_index))
+    a = coo_matrix((coef[~known], (eq_codes[~known], pos[~known])), shape=(len(eq_index), k)).tocsr()
+    a.sum_duplicates()
+    a.eliminate_zeros()
+    used = np.diff(a.indptr) > 0
+    if (np.abs(constant[~used]) > 0.5).any():
+        raise ValueError("the published numbers do not add up: the linked tables are not from the same data")
+    a, b = a[used], -constant[used]
+    truth = numbers["n"].to_numpy(dtype=float)[hidden]
+    low = numbers["low"].to_numpy(dtype=float)[hidden]
+    high = numbers["high"].to_numpy(dtype=float)[hidden]
+    # A finite cap above every true value keeps the probes bounded; it changes no answer, since a small enough
+    # move along any feasible direction stays below it.
+    cap = np.where(np.isinf(high), truth + float(numbers["n"].abs().sum()) + 1.0, high)
+    bounds = np.column_stack([low, cap])
+
+    def solve(c: np.ndarray):
+        result = linprog(c, A_eq=a, b_eq=b, bounds=bounds, method="highs")
+        if result.status != 0:
+            raise RuntimeError(f"linked suppression audit failed: {result.message}")
+        return result
+
+    free = np.zeros(k, dtype=bool)
+    rng = np.random.default_rng(0)
+    for _ in range(probes):
+        free |= np.abs(solve(rng.normal(size=k)).x - truth) > 1e-6
+    pinned = np.zeros(k, dtype=bool)
+    for i in np.flatnonzero(~free):
+        c = np.zeros(k)
+        c[i] = 1.0
+        smallest = solve(c)
+        largest = solve(-c)
+        free |= np.abs(smallest.x - truth) > 1e-6
+        free |= np.abs(largest.x - truth) > 1e-6
+        lo, hi = smallest.fun, -largest.fun
+        pinned[i] = math.floor(hi + 1e-6) <= math.ceil(lo - 1e-6)
+    out[numbers.index[hidden]] = pinned
+    return out
+
+
+def linked_suppression(table: pd.DataFrame, value_col: str, row_key: str, col_key: str, weeks: pd.DataFrame,
+                       threshold: int | pd.Series = PRIMARY_THRESHOLD,
+                       primary: pd.Series | None = None) -> pd.DataFrame:
+    """``secondary_suppression`` of a quarter's table, safe against the weekly reports of its weeks as they
+    were published (``weeks``, as in ``linked_system``).
+
+    Rule (PRIVACY.md, "Published numbers": no suppressed cell may be recoverable "from the weekly figures
+    against the quarterly ones"): the quarterly total of every row key (area) and column key (category) with
+    exactly one hidden week in the weekly reports is hidden too (labelled "linked"), and the grand total when
+    exactly one week's total is hidden; the grid is then suppressed as usual around those cells. The weekly
+    tables and the quarter are then audited together (``linked_pinned``): while any number of either is
+    pinned, a quarterly cell is hidden as well (for a pinned week, the quarterly margin it adds up to; for a
+    pinned quarterly cell, the smallest visible non-zero cell of its row or column) and the grid suppressed
+    again. A margin over two or more hidden weeks stays shown unless the audit finds it gives one away,
+    which keeps the all-categories map readable. The weekly reports are never changed: they are out already
+    when the quarter is published.
+    """
+    T = TOTAL_KEY
+    w = weeks.astype({"side": str, "key": str})
+    # A quarterly margin over exactly one hidden week gives that week away at once: hide it from the start.
+    # With two or more hidden weeks the margin may stay shown unless the joint audit below finds it pins one.
+    per_line = w[w["suppressed"].astype(bool)].groupby(["side", "key"]).size()
+    lone = per_line[per_line == 1].index
+    force = {(k, T) for side, k in lone if side == "row"} | {(T, k) for side, k in lone if side == "col"}
+    if any(side == T for side, _ in lone):
+        force.add((T, T))
+    # A margin whose weeks are all shown is public already (their sum): never hide it to protect another cell.
+    shown_lines = w.groupby(["side", "key"])["suppressed"].any()
+    shown_lines = shown_lines[~shown_lines.to_numpy(dtype=bool)].index
+    keep = {(k, T) for side, k in shown_lines if side == "row"} | {(T, k) for side, k in shown_lines if side == "col"}
+    if any(side == T for side, _ in shown_lines):
+        keep.add((T, T))
+    rows = set(table[row_key].astype(str))
+    cols = set(table[col_key].astype(str))
+    force = {(r, c) for r, c in force if (r in rows or r == T) and (c in cols or c == T)}
+    while True:
+        grid = secondary_suppression(table, value_col, row_key, col_key, threshold=threshold, primary=primary,
+                                     force=force, keep=keep)
+        numbers, equations = linked_system(grid, value_col, row_key, col_key, w)
+        pinned = linked_pinned(numbers, equations)
+        if not pinned.any():
+            return grid
+        parts = str(pinned.index[np.flatnonzero(pinned.to_numpy())[0]]).split(_SEP)
+        if parts[0] == "q":
+            line_rows, line_cols = {parts[1]}, {parts[2]}
+        elif parts[2] == "row":
+            line_rows, line_cols = {parts[3]}, set()
+        elif parts[2] == "col":
+            line_rows, line_cols = set(), {parts[3]}
+        else:  # a week's total
+            line_rows, line_cols = {T}, {T}
+        r, c = grid[row_key].astype(str), grid[col_key].astype(str)
+        public = pd.MultiIndex.from_frame(grid[[row_key, col_key]].astype(str)).isin(
+            pd.MultiIndex.from_tuples(list(keep) or [("", "")]))
+        visible = ~grid["suppressed"].to_numpy(dtype=bool) & (grid[value_col].to_numpy() > 0) & ~public
+        on_line = (r.isin(line_rows) | c.isin(line_cols)).to_numpy()
+        is_total = grid["is_total"].to_numpy()
+        # A pinned week is pinned through the quarterly margin it adds up to: hide that margin first. A pinned
+        # quarterly cell is freed, as within one table, by hiding another cell of its row or column.
+        margin = ((r.isin(line_rows) & (c == T)) | (c.isin(line_cols) & (r == T))).to_numpy() & is_total
+        order = ((margin & visible,) if parts[0] == "w" else ()) + (on_line & visible & ~is_total, on_line & visible,
+                                                                      visible)
+        choice = None
+        for mask in order:
+            if mask.any():
+                candidates = grid[mask]
+                choice = candidates.index[np.argmin(candidates[value_col].to_numpy())]
+                break
+        if choice is None:
+            raise ValueError(
+                "the weekly reports give a hidden number away whatever the quarter hides: protect the weekly "
+                "tables against each other (PRIVACY.md, 'Published numbers')")
+        force.add((grid.at[choice, row_key], grid.at[choice, col_key]))
 
 
 # --------------------------------------------------------------------------------------------------------------

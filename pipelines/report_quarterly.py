@@ -10,8 +10,11 @@ static PNGs and the index page are put together by :mod:`pipelines.quarterly_pac
 
 Privacy (PRIVACY.md, "Published numbers" and "Reports and maps"):
 - Counts come from `weekly_counts` only. The area x category table is protected as a whole with primary and
-  secondary suppression (:func:`pipelines.report_weekly.protect`): a suppressed area is drawn hatched and
-  labelled "<5" (or "<10", or ".." when hidden to protect another cell), never as zero, and has no rate.
+  secondary suppression, against the weekly reports of the quarter's weeks as well
+  (:func:`protect_quarter`, :func:`pipelines.privacy.linked_suppression`): an area or category with a hidden
+  week has its quarterly total hidden, and the weeks and the quarter are audited together. A suppressed area
+  is drawn hatched and labelled "<5" (or "<10", or ".." when hidden to protect another cell), never as zero,
+  and has no rate. A comparison quarter's counts are protected as that quarter's own map protects them.
 - Popups and tooltips hold only project-made labels: area code, area name (SCB's RegSO name or the stand-in
   layer's), the published count and rate. No partner text reaches the page. The tooltips are built with DOM
   text nodes (``textContent``), not folium's GeoJsonTooltip, which assembles HTML in JavaScript template
@@ -46,17 +49,20 @@ from jinja2 import Template
 from pipelines import offline_assets, privacy, warehouse
 from pipelines.publish import write_atomic
 from pipelines.report_weekly import (
+    BASELINE_WEEKS,
     DASH,
     UNPLACED,
     UNPLACED_LABEL,
     IsoWeek,
     csv_bytes,
+    compare,
     delivered_weeks,
     format_decimal,
     format_int,
     format_local_time,
     format_period,
     protect,
+    published,
     query,
     template_environment,
 )
@@ -182,11 +188,75 @@ def _colours(count: int) -> list[str]:
     return [CLASS_COLOURS[p] for p in positions]
 
 
+def weekly_published(con: duckdb.DuckDBPyConnection, weeks: list[str]) -> pd.DataFrame:
+    """The counts the weekly reports of ``weeks`` publish, with their suppression, in the long form
+    :func:`privacy.linked_system` reads: ``week``, ``side`` ("row": per area, "col": per category,
+    ``privacy.TOTAL_KEY``: the week's total), ``key``, ``n``, ``suppressed``, ``display``, ``threshold``.
+
+    Computed as :func:`pipelines.report_weekly.build_weekly` computes its category and area tables (the same
+    ``compare`` and ``published``, on the same rows), without the rest of the report (flags, forecast, charts).
+    tests/test_quarterly_pack.py checks that this stays equal to what build_weekly publishes.
+    """
+    T = privacy.TOTAL_KEY
+    area_keys = list(query(con, "weekly_areas")["area_code"]) + [UNPLACED]
+    frames = []
+    for label in weeks:
+        week = IsoWeek.parse(label)
+        baseline = [w.label for w in week.previous(BASELINE_WEEKS)]
+        cells = query(con, "weekly_cells", {"weeks": baseline + [week.label]})
+        delivered = delivered_weeks(con, cells, baseline + [week.label])
+        by_category = compare(cells, week.label, baseline, delivered, "category")
+        by_category = by_category[(by_category["n"] > 0) | (by_category["baseline"].fillna(0) > 0)]
+        by_area = compare(cells, week.label, baseline, delivered, "area_code", keys=area_keys)
+        totals, limits = [], []
+        for side, key, table in (("col", "category", by_category), ("row", "area_code", by_area)):
+            table, total = published(table, key)
+            thresholds = [privacy.threshold_for(bool(s)) for s in table["sensitive"]]
+            limits.extend(thresholds)
+            totals.append(total)
+            frames.append(pd.DataFrame({"week": label, "side": side, "key": table[key].astype(str),
+                                        "n": table["n"].astype("int64"), "suppressed": table["n_suppressed"],
+                                        "display": table["n_shown"], "threshold": thresholds}))
+        # The week's total is hidden when either table hides it (build_weekly's rule), with that table's label.
+        hidden = next((t for t in totals if bool(t["suppressed"])), None)
+        shown = totals[0] if hidden is None else hidden
+        frames.append(pd.DataFrame({"week": [label], "side": [T], "key": [T], "n": [int(totals[0]["n"])],
+                                    "suppressed": [hidden is not None], "display": [str(shown["shown"])],
+                                    "threshold": [max(limits, default=privacy.PRIMARY_THRESHOLD)]}))
+    columns = ["week", "side", "key", "n", "suppressed", "display", "threshold"]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True)[columns].astype({"n": "int64", "suppressed": bool,
+                                                                 "threshold": "int64"})
+
+
+def protect_quarter(table: pd.DataFrame, weeks: pd.DataFrame | None) -> pd.DataFrame:
+    """The quarter's area x category grid, protected on its own and, with ``weeks``
+    (:func:`weekly_published`), against the weekly reports of its weeks (:func:`privacy.linked_suppression`):
+    a number hidden in a weekly report cannot be worked out from the quarter's totals, nor the other way
+    round (PRIVACY.md, "Published numbers"; issue 4 item 4). Same columns as
+    :func:`pipelines.report_weekly.protect`."""
+    if weeks is None:
+        return protect(table, "area_code", "category", audit=AUDIT_SUPPRESSION)
+    cells = table[["area_code", "category", "n", "sensitive"]].reset_index(drop=True)
+    cells = cells.astype({"area_code": str, "category": str, "n": "int64", "sensitive": bool})
+    thresholds = pd.Series([privacy.threshold_for(s) for s in cells["sensitive"]], index=cells.index, dtype="int64")
+    grid = privacy.linked_suppression(cells[["area_code", "category", "n"]], "n", "area_code", "category", weeks,
+                                      threshold=thresholds)
+    grid["shown"] = [str(d) if hidden else format_int(int(n))
+                     for n, hidden, d in zip(grid["n"], grid["suppressed"], grid["display"])]
+    return grid
+
+
 def build_layers(
-    areas: pd.DataFrame, cells: pd.DataFrame, labels: dict[str, str]
+    areas: pd.DataFrame, cells: pd.DataFrame, labels: dict[str, str], weeks: pd.DataFrame | None = None,
 ) -> tuple[list[dict[str, Any]], pd.DataFrame]:
     """One layer for all categories and one per category with incidents, each with every area's published
-    count, rate and drawing class, plus the layer's legend. Also returns the protected grid."""
+    count, rate and drawing class, plus the layer's legend. Also returns the protected grid.
+
+    ``weeks``: the weekly reports' published counts of the quarter (:func:`weekly_published`); with them the
+    grid is protected against those reports too (:func:`protect_quarter`). Every published quarter passes them.
+    """
     codes = list(areas["area_code"])
     drawn = set(codes)
     # A code in the counts but not in `areas` cannot be drawn, but its numbers are listed, never dropped.
@@ -197,7 +267,7 @@ def build_layers(
 
     if len(cells):
         table = cells[["area_code", "category", "n", "sensitive"]]
-        grid = protect(table, "area_code", "category", audit=AUDIT_SUPPRESSION)
+        grid = protect_quarter(table, weeks)
     else:
         grid = pd.DataFrame(columns=["area_code", "category", "n", "sensitive", "suppressed", "shown"])
     lookup = {(r, c): (int(n), bool(s), shown) for r, c, n, s, shown in
@@ -272,7 +342,8 @@ def _quarter_totals(con: duckdb.DuckDBPyConnection, quarter: str, areas: pd.Data
     if len(with_data) < MIN_CHANGE_WEEKS:
         return {}, with_data  # no comparison: skip the suppression (and its audit) of a quarter not shown
     cells = query(con, "quarterly_cells", {"weeks": weeks}).astype({"n": "int64", "sensitive": bool})
-    layers, _ = build_layers(areas, cells, labels)
+    # Protected exactly as that quarter's own map protects it: against its own weekly reports.
+    layers, _ = build_layers(areas, cells, labels, weekly_published(con, weeks))
     totals = {e["area_code"]: (e["n"], e["suppressed"], e["count"]) for e in layers[0]["entries"]}
     return totals, with_data
 
@@ -686,7 +757,7 @@ def build_quarterly(con: duckdb.DuckDBPyConnection, quarter: str) -> tuple[dict[
     labels = dict(query(con, "weekly_categories").itertuples(index=False))
     cells = query(con, "quarterly_cells", {"weeks": labels_weeks})
     cells = cells.astype({"n": "int64", "sensitive": bool})
-    layers, _grid = build_layers(areas, cells, labels)
+    layers, grid = build_layers(areas, cells, labels, weekly_published(con, labels_weeks))
 
     # Weeks of the quarter without a delivery, per expected partner: the map is only as complete as they are.
     weekly_cells = query(con, "weekly_cells", {"weeks": labels_weeks})
@@ -772,6 +843,8 @@ def build_quarterly(con: duckdb.DuckDBPyConnection, quarter: str) -> tuple[dict[
         "zero_colour": ZERO_COLOUR,
         "no_data_colour": NO_DATA_COLOUR,
         "bounds": _bounds(areas),
+        # The protected grid behind the layers (margins included), for the pack and the privacy tests.
+        "grid": grid,
     }
     return report, areas
 

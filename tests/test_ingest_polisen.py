@@ -79,8 +79,8 @@ def test_the_orebro_archive_and_raw_snapshots(home):
 def test_a_gzip_archive_of_json_lines_is_read(home, tmp_path):
     lines = (EVENTS / "event_revisions.jsonl").read_text(encoding="utf-8").splitlines()[:50]
     path = tmp_path / "events.jsonl.gz"
-    path.write_bytes(gzip.compress("\n".join(json.dumps(json.loads(l)["last_version"], ensure_ascii=False)
-                                             for l in lines).encode("utf-8")))
+    path.write_bytes(gzip.compress("\n".join(json.dumps(json.loads(line)["last_version"], ensure_ascii=False)
+                                             for line in lines).encode("utf-8")))
     receipt = ingest(home, contract_for("police_events"), path)
     assert receipt.status == "accepted" and receipt.rows_in == 50
     assert "gzip archive, expanded" in receipt.notes

@@ -68,28 +68,43 @@ def test_audited_suppression_leaves_nothing_pinned_on_random_tables():
 # --------------------------------------------------------------------------------------------------------------
 
 class Published:
-    """Hidden numbers as LP variables, shown numbers as constants, and the equations linking them."""
+    """Hidden numbers as LP variables, shown numbers as constants, and the equations linking them.
+
+    A number published in several places (a week's category count in its own report and in later reports'
+    trend tables, a quarter's area total in its map and in the next quarter's change table) is one variable:
+    shown anywhere means known, and the attacker keeps the tightest range any of its labels states."""
 
     def __init__(self):
         self.value: dict[tuple, int] = {}  # every published number's true value (the test knows it)
-        self.hidden: dict[tuple, tuple[float, float]] = {}  # hidden ones: (lower, upper) the label states
+        self.hidden: dict[tuple, tuple[float, float]] = {}  # hidden ones: (lower, upper) the labels state
+        self.shown: set[tuple] = set()
+        self.quarters: dict[str, tuple[list[str], list[str]]] = {}  # each quarter's areas and categories
         self.equations: list[tuple[list[tuple], list[tuple]]] = []  # sum(plus) == sum(minus)
 
     def add(self, name: tuple, n: int, suppressed: bool, shown: str, table_has_ranges: bool) -> None:
+        if name in self.value:
+            assert self.value[name] == int(n), (name, self.value[name], n)
         self.value[name] = int(n)
-        if suppressed:
-            shown = str(shown)
-            if shown.startswith("<"):
-                self.hidden[name] = (1.0, float(int(shown[1:]) - 1))
-            else:
-                self.hidden[name] = (float(p.PRIMARY_THRESHOLD) if table_has_ranges else 1.0, np.inf)
+        if not suppressed:
+            self.shown.add(name)
+            self.hidden.pop(name, None)
+            return
+        if name in self.shown:
+            return
+        shown = str(shown)
+        if shown.startswith("<"):
+            bounds = (1.0, float(int(shown[1:]) - 1))
+        else:
+            bounds = (float(p.PRIMARY_THRESHOLD) if table_has_ranges else 1.0, np.inf)
+        old = self.hidden.get(name, (-np.inf, np.inf))
+        self.hidden[name] = (max(old[0], bounds[0]), min(old[1], bounds[1]))
 
     def equation(self, plus: list[tuple], minus: list[tuple]) -> None:
         assert sum(self.value[k] for k in plus) == sum(self.value[k] for k in minus), (plus, minus)
         self.equations.append((plus, minus))
 
     def recovered(self) -> list[tuple]:
-        names = sorted(self.hidden)
+        names = sorted(self.hidden, key=str)
         if not names:
             return []
         index = {k: i for i, k in enumerate(names)}
@@ -135,54 +150,146 @@ class Published:
         return pinned
 
 
-def _quarter_published(con, quarter: str, weekly: bool) -> Published:
-    """Everything published for ``quarter``: its map's table and, with ``weekly``, the weekly reports' tables
-    (counts per category and per area, and the week's total) of each of its weeks."""
+T = p.TOTAL_KEY
+
+
+def _is_shown(text: str) -> bool:
+    return str(text).isdigit()
+
+
+def _has_ranges(texts) -> bool:
+    return any(str(t).startswith("<") for t in texts)
+
+
+def _add_quarter(pub: Published, con, quarter: str) -> dict:
+    """The quarter's map as published (karta_<Q>.csv: every area's count per category and in all, as the CSV
+    prints them), and the margins the map's table implies (each category's total and the quarter's total,
+    taken as published as the protected grid states them: a stronger attacker than the CSV alone makes).
+    Returns the report."""
+    report, areas = rq.build_quarterly(con, quarter)
+    grid = report["grid"]
+    truth = {(str(a), str(c)): int(n) for a, c, n in zip(grid["area_code"], grid["category"], grid["n"])}
+    csv = rq._csv_table(report, areas)
+    ranges = _has_ranges(csv["Antal"]) or _has_ranges(grid["display"])
+    area_codes, categories = set(), set()
+    for layer, code, shown in zip(csv["Kategori (kod)"], csv["Områdeskod"], csv["Antal"]):
+        category = T if layer == rq.ALL_KEY else str(layer)
+        n = truth.get((str(code), category), 0)
+        pub.add(("q", quarter, str(code), category), n, not _is_shown(shown), shown, ranges)
+        area_codes.add(str(code))
+        categories.add(category)
+    for a, c, n, s, shown in zip(grid["area_code"], grid["category"], grid["n"], grid["suppressed"], grid["shown"]):
+        if str(a) == T or str(c) == T:  # the margins the CSV leaves out
+            pub.add(("q", quarter, str(a), str(c)), n, bool(s), shown, ranges)
+            (categories if str(a) == T else area_codes).add(str(c) if str(a) == T else str(a))
+    area_codes -= {T}
+    categories -= {T}
+    for a in sorted(area_codes) + [T]:
+        names = [("q", quarter, a, c) for c in sorted(categories)]
+        for name in names:
+            if name not in pub.value:  # a category without incidents is no layer: all its cells are 0
+                pub.add(name, truth.get(name[2:], 0), False, "0", ranges)
+        pub.equation(names, [("q", quarter, a, T)])
+    for c in sorted(categories) + [T]:
+        pub.equation([("q", quarter, a, c) for a in sorted(area_codes)], [("q", quarter, T, c)])
+    pub.quarters[quarter] = (sorted(area_codes), sorted(categories))
+    return report, areas
+
+
+def _add_change_table(pub: Published, con, quarter: str, report: dict, areas) -> list[str]:
+    """forandring_<Q>.csv: each area's count this quarter and in each comparison quarter, as printed. The
+    change per 1,000 inhabitants is printed only where both counts are, so it adds nothing. Returns the
+    comparison quarters it shows."""
+    if not report["change_layers"]:
+        return []
+    change = rq._change_csv(report, areas)
+    others = []
+    for other in sorted(set(change["Jämförelsekvartal"])):
+        year, number = rq.parse_quarter(other)
+        weeks = [w.label for w in rq.quarter_weeks(year, number)]
+        cells = rw.query(con, "quarterly_cells", {"weeks": weeks})
+        truth = cells.groupby("area_code")["n"].sum().to_dict()
+        rows = change[change["Jämförelsekvartal"] == other]
+        ranges = _has_ranges(rows[f"Antal {other}"]) or _has_ranges(rows[f"Antal {quarter}"])
+        for code, mine, theirs in zip(rows["Områdeskod"], rows[f"Antal {quarter}"], rows[f"Antal {other}"]):
+            pub.add(("q", quarter, str(code), T), pub.value[("q", quarter, str(code), T)], not _is_shown(mine),
+                    mine, ranges)
+            pub.add(("q", other, str(code), T), int(truth.get(code, 0)), not _is_shown(theirs), theirs, ranges)
+        others.append(other)
+    return others
+
+
+def _add_weeks(pub: Published, con, quarter: str) -> None:
+    """The weekly reports of the quarter's weeks as published: the category and area tables (CSV), the week's
+    total, and every later report's trend table (the category counts and the total of each of the last 13
+    weeks, CSV), all linked to the quarter: an area's weeks add up to its quarterly total, a category's to its
+    quarterly total, the weeks' totals to the quarter's."""
     year, number = rq.parse_quarter(quarter)
     weeks = [w.label for w in rq.quarter_weeks(year, number)]
-    pub = Published()
-    cells = rw.query(con, "quarterly_cells", {"weeks": weeks}).astype({"n": "int64", "sensitive": bool})
-    grid = rw.protect(cells[["area_code", "category", "n", "sensitive"]], "area_code", "category",
-                      audit=rq.AUDIT_SUPPRESSION)
-    ranges = grid["display"].astype(str).str.startswith("<").any()
-    for a, c, n, s, shown in zip(grid["area_code"], grid["category"], grid["n"], grid["suppressed"], grid["shown"]):
-        pub.add(("q", a, c), n, s, shown, ranges)
-    T = p.TOTAL_KEY
-    areas, categories = sorted(set(grid["area_code"]) - {T}), sorted(set(grid["category"]) - {T})
-    for a in areas + [T]:
-        pub.equation([("q", a, c) for c in categories], [("q", a, T)])
-    for c in categories + [T]:
-        pub.equation([("q", a, c) for a in areas], [("q", T, c)])
-    if not weekly:
-        return pub
-
+    areas, categories = pub.quarters[quarter]
     per_area: dict[str, list[tuple]] = {a: [] for a in areas}
     per_category: dict[str, list[tuple]] = {c: [] for c in categories}
     week_totals = []
     for week in weeks:
         report = rw.build_weekly(con, week)
+        tables = rw._tables(report)
         total = report["total"]
         pub.add(("w", week, T), total["n"], bool(total["n_suppressed"]), total["n_shown"], True)
         week_totals.append(("w", week, T))
-        for frame, kind, key, bucket in (
-            (report["categories"], "cat", "category", per_category),
-            (pd.concat([report["areas"], report["unplaced"].to_frame().T]), "area", "area_code", per_area),
+        every_area = pd.concat([report["areas"], report["unplaced"].to_frame().T])
+        for frame, csv, kind, key, code, bucket in (
+            (report["categories"], tables["kategorier"], "cat", "category", "Kategori (kod)", per_category),
+            (every_area, tables["omraden"], "area", "area_code", "Områdeskod", per_area),
         ):
-            ranges = frame["n_shown"].astype(str).str.startswith("<").any()
+            truth = dict(zip(frame[key].astype(str), frame["n"].astype(int)))
+            ranges = _has_ranges(csv["Antal denna vecka"])
             names = []
-            for k, n, s, shown in zip(frame[key], frame["n"], frame["n_suppressed"], frame["n_shown"]):
-                pub.add(("w", week, kind, k), n, bool(s), shown, ranges)
+            for k, shown in zip(csv[code].astype(str), csv["Antal denna vecka"]):
+                pub.add(("w", week, kind, k), truth[k], not _is_shown(shown), shown, ranges)
                 names.append(("w", week, kind, k))
                 if k in bucket:
                     bucket[k].append(("w", week, kind, k))
-                elif int(n):
+                elif truth[k]:
                     raise AssertionError(f"{key} {k} has counts in {week} but none in the quarter")
             pub.equation(names, [("w", week, T)])
+        # The trend table: a number it shows is known, whichever report shows it.
+        trend = tables["trend"]
+        labels = dict(zip(tables["kategorier"]["Kategori"], tables["kategorier"]["Kategori (kod)"].astype(str)))
+        cells = rw.query(con, "weekly_cells", {"weeks": list(trend["Vecka"])})
+        by_week = cells.groupby(["iso_week", "category"])["n"].sum().to_dict()
+        week_sum = cells.groupby("iso_week")["n"].sum().to_dict()
+        for _, row in trend.iterrows():
+            if row["Vecka"] not in weeks:
+                continue
+            if _is_shown(row["Totalt"]):
+                pub.add(("w", row["Vecka"], T), week_sum.get(row["Vecka"], 0), False, row["Totalt"], False)
+            for label, category in labels.items():
+                if label in trend.columns and _is_shown(row[label]):
+                    n = by_week.get((row["Vecka"], category), 0)
+                    assert int(row[label]) == n, (row["Vecka"], category)
+                    pub.add(("w", row["Vecka"], "cat", category), n, False, row[label], False)
     for a, names in per_area.items():
-        pub.equation(names, [("q", a, T)])
+        pub.equation(names, [("q", quarter, a, T)])
     for c, names in per_category.items():
-        pub.equation(names, [("q", T, c)])
-    pub.equation(week_totals, [("q", T, T)])
+        pub.equation(names, [("q", quarter, T, c)])
+    pub.equation(week_totals, [("q", quarter, T, T)])
+
+
+def _quarter_published(con, quarter: str, weekly: bool, compared: bool = True) -> Published:
+    """Everything published for ``quarter``: its map's table and, with ``weekly``, the weekly reports' tables
+    of each of its weeks; with ``compared``, the change table against the comparison quarters and (with
+    ``weekly``) each comparison quarter's own map and weekly reports, since the change table repeats its
+    counts. The hot spot table holds 250 m grid-cell counts of the significant cells only, no area counts and
+    no totals, so no equation links it to these tables."""
+    pub = Published()
+    report, areas = _add_quarter(pub, con, quarter)
+    if weekly:
+        _add_weeks(pub, con, quarter)
+    if compared:
+        for other in _add_change_table(pub, con, quarter, report, areas):
+            if weekly:
+                _add_quarter(pub, con, other)
+                _add_weeks(pub, con, other)
     return pub
 
 
@@ -200,15 +307,36 @@ def test_no_cell_of_the_quarterly_map_is_recoverable_from_its_totals(quarter_con
     assert pub.recovered() == []
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "Cross-table linking is not closed: the weekly reports are suppressed week by week, each on its own "
-    "one-way tables, and the quarterly map is suppressed on its own grid. An area's or a category's weekly "
-    "counts add up to its quarterly total, so a quarterly total that is shown pins a week whose count is "
-    "hidden when the area's other weeks are shown (and a hidden quarterly total is pinned by weekly counts "
-    "that are all shown). Closing it needs the quarterly suppression to take the weeks' published patterns "
-    "as constraints (hide the quarterly total of any area or category with a hidden week, then re-audit the "
-    "joint system), which is report_quarterly.py's/report_weekly.py's side of the work (issue 4 item 4)."))
 def test_no_number_is_recoverable_from_the_weekly_reports_against_the_quarterly_map(quarter_con):
     pub = _quarter_published(quarter_con, GENERATED_QUARTER, weekly=True)
     recovered = pub.recovered()
     assert recovered == [], f"{len(recovered)} hidden numbers recovered, e.g. {recovered[:5]}"
+
+
+def test_the_attack_recovers_weeks_when_the_quarter_ignores_them(quarter_con, monkeypatch):
+    """The cross-table rule is what protects the weeks: with the quarter suppressed on its own grid only (as
+    before issue 4 item 4 was closed), the same attack recovers hidden numbers."""
+    alone = rq.protect_quarter
+    monkeypatch.setattr(rq, "protect_quarter", lambda table, weeks: alone(table, None))
+    pub = _quarter_published(quarter_con, GENERATED_QUARTER, weekly=True)
+    assert pub.recovered() != []
+
+
+def test_weekly_published_is_what_the_weekly_reports_publish(quarter_con):
+    """The quarter protects itself against rq.weekly_published; it must be exactly what build_weekly prints."""
+    year, number = rq.parse_quarter(GENERATED_QUARTER)
+    weeks = [w.label for w in rq.quarter_weeks(year, number)]
+    mine = rq.weekly_published(quarter_con, weeks)
+    for week in weeks:
+        report = rw.build_weekly(quarter_con, week)
+        ours = mine[mine["week"] == week]
+        every_area = pd.concat([report["areas"], report["unplaced"].to_frame().T])
+        for side, frame, key in (("col", report["categories"], "category"), ("row", every_area, "area_code")):
+            expected = {str(k): (int(n), bool(s), str(d)) for k, n, s, d in
+                        zip(frame[key], frame["n"], frame["n_suppressed"], frame["n_shown"])}
+            got = {k: (int(n), bool(s), str(d)) for k, n, s, d in
+                   ours.loc[ours["side"] == side, ["key", "n", "suppressed", "display"]].itertuples(index=False)}
+            assert got == expected, (week, side)
+        total = ours[ours["side"] == T].iloc[0]
+        assert (int(total["n"]), bool(total["suppressed"])) == (int(report["total"]["n"]),
+                                                                bool(report["total"]["n_suppressed"]))
