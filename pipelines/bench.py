@@ -326,7 +326,8 @@ def run_bench(home: Home, sizes: tuple[int, ...] = DEFAULT_SIZES, json_path: Pat
 
     echo(render_table(figures))
     text = json.dumps(figures, indent=2) + "\n"
-    out_path = home.out / "bench" / "bench.json"
+    # Under work/, not out/: out/ holds what is published to an audience (pipelines/audiences.py).
+    out_path = home.work / "bench" / "bench.json"
     write_atomic(out_path, text)
     if json_path is not None:
         write_atomic(Path(json_path), text)

@@ -238,7 +238,8 @@ def ingest_file(
         receipt.reason = str(refusal)
         with transaction(con):
             _write_ledger(con, receipt)
-            audit(con, "ingest", path.name, detail={"partner": contract.partner, "status": "rejected"})
+            audit(con, "ingest", path.name, audience=f"partner:{contract.partner}",
+                  detail={"partner": contract.partner, "status": "rejected"})
         write_receipt(home, receipt)
         return receipt
 
@@ -251,7 +252,8 @@ def ingest_file(
         receipt.reason = "the file holds no data rows: nothing delivered"
         with transaction(con):
             _write_ledger(con, receipt)
-            audit(con, "ingest", path.name, detail={"partner": contract.partner, "status": "empty"})
+            audit(con, "ingest", path.name, audience=f"partner:{contract.partner}",
+                  detail={"partner": contract.partner, "status": "empty"})
         write_receipt(home, receipt)
         return receipt
 
@@ -297,7 +299,7 @@ def ingest_file(
         _quarantine_rows(con, receipt, reasons)
         _write_ledger(con, receipt)
         audit(
-            con, "ingest", path.name,
+            con, "ingest", path.name, audience=f"partner:{contract.partner}",  # its receipt is for the partner
             detail={"partner": contract.partner, "status": "accepted", "delivery_id": delivery_id,
                     "rows_loaded": receipt.rows_loaded, "rows_quarantined": receipt.rows_quarantined,
                     "rows_withdrawn": receipt.rows_withdrawn},
