@@ -89,12 +89,10 @@ COORDINATE_DECIMALS = 6
 MAP_HEIGHT_PX = 640
 
 #: Whether to run the privacy module's exact check that no hidden cell can be worked out from the totals
-#: (``privacy.secondary_suppression(audit=True)``). Off for now, because it is too slow for a whole
-#: municipality's area x category grid: 49 s on the demo's 2026Q1 (88 areas x 18 categories, 26 weeks of
-#: data) and more than 14 minutes, unfinished, on the 4-week end-to-end test's quarter. Without it the rule
-#: "no row or column with exactly one hidden cell" applies, which left 9 of 790 hidden cells pinned to one
-#: value on the demo quarter: a known gap, to close with a faster audit in pipelines/privacy.py.
-AUDIT_SUPPRESSION = True  # exact audit, now fast: privacy.pinned_cells (issue 4)
+#: (``privacy.secondary_suppression(audit=True)``). It once took 49 s on a municipality's quarter and was off;
+#: the network-cycle check (``privacy.pinned_cells``) takes a few seconds, so it is on. With the weekly
+#: reports of the quarter given, ``protect_quarter`` audits the weekly and quarterly tables together instead.
+AUDIT_SUPPRESSION = True
 
 _STYLE_BASE = {"color": "#4d4d4d", "weight": 1, "opacity": 1, "fillOpacity": 0.85}
 
