@@ -9,8 +9,10 @@ their line numbers and end in quarantine, never silently skipped.
 from __future__ import annotations
 
 import codecs
+import functools
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,22 +93,187 @@ def sniff_delimiter(header_line: str, declared: str) -> str:
     return max(counts, key=counts.get)
 
 
-def _read_csv(data: bytes, contract: Contract, file_name: str) -> RawDelivery:
-    encoding = detect_encoding(data[:65536], contract.encoding)
-    text = decode(data, encoding, file_name)
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    if not text.strip():
-        return RawDelivery(pa.table({}), np.array([], dtype=np.int64), encoding, [], [], 0)
-    first_line = text.split("\n", 1)[0].rstrip("\r")
-    delimiter = sniff_delimiter(first_line, contract.delimiter)
+def _header_names(first_line: str, delimiter: str) -> list[str]:
     header = next(iter(pacsv.read_csv(
         io.BytesIO(first_line.encode("utf-8") + b"\n"),
         read_options=pacsv.ReadOptions(autogenerate_column_names=True, use_threads=False),
         parse_options=pacsv.ParseOptions(delimiter=delimiter),
         convert_options=pacsv.ConvertOptions(strings_can_be_null=False),
     ).to_pylist()), {})
-    names = [str(v).strip() for v in header.values()]
+    return [str(v).strip() for v in header.values()]
+
+
+def _text_options(width: int, column_type: pa.DataType = pa.string()) -> pacsv.ConvertOptions:
+    return pacsv.ConvertOptions(
+        column_types={f"c{i}": column_type for i in range(width)},
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
+    )
+
+
+def _read_csv(data: bytes, contract: Contract, file_name: str) -> RawDelivery:
+    """Read a CSV delivery: the fast path when it applies, else the careful one (same result either way)."""
+    raw = _read_csv_fast(data, contract, file_name)
+    return raw if raw is not None else _read_csv_careful(data, contract, file_name)
+
+
+# Bytes that are whitespace both as ASCII bytes and as str (str.strip() also strips \x1c-\x1f and Unicode
+# spaces, so a first "other" byte below 0x80 outside those proves the text is not blank).
+_BLANK_BYTES = re.compile(rb"[^ \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f]")
+
+
+def _read_csv_fast(data: bytes, contract: Contract, file_name: str) -> RawDelivery | None:
+    """The common case in bulk: UTF-8 parsed straight from the bytes (no decode/encode round trip; pyarrow
+    checks UTF-8 itself) or Windows-1252 parsed as bytes and transcoded column by column, multithreaded.
+
+    Returns None whenever the careful single-threaded read might say something else: another encoding,
+    ragged rows (their physical row numbers need the careful parse), bytes that are not valid in the
+    encoding (the careful read names the line), an unusual delimiter or an odd start of the file. The
+    careful read then runs from scratch, so every refusal and every broken row is reported exactly as before.
+    """
+    encoding = detect_encoding(data[:65536], contract.encoding)
+    if encoding not in ("utf-8", "utf-8-sig", "windows-1252"):
+        return None
+    body = data
+    if encoding == "utf-8-sig":
+        # The codec drops one byte-order mark and the careful read drops a second one.
+        for _ in range(2):
+            if body.startswith(codecs.BOM_UTF8):
+                body = body[len(codecs.BOM_UTF8):]
+    if _BLANK_BYTES.search(body) is None:
+        return None  # blank: the careful read says so
+    newline = body.find(b"\n")
+    first = (body if newline < 0 else body[:newline]).rstrip(b"\r")
+    codec = "utf-8" if encoding.startswith("utf-8") else encoding
+    try:
+        first_line = first.decode(codec)
+    except UnicodeDecodeError:
+        return None
+    if not first_line.strip():
+        return None  # a blank first line: the careful read decides
+    delimiter = sniff_delimiter(first_line, contract.delimiter)
+    if len(delimiter) != 1 or not delimiter.isascii() or delimiter in "\"\r\n":
+        return None
+    names = _header_names(first_line, delimiter)
+    width = len(names)
+    single_byte = codec != "utf-8"
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(body),
+            read_options=pacsv.ReadOptions(
+                column_names=[f"c{i}" for i in range(width)], skip_rows=1, use_threads=True, block_size=1 << 20,
+            ),
+            # No invalid-row handler: a ragged row raises, and the careful read reports it with its number.
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+            convert_options=_text_options(width, pa.binary() if single_byte else pa.string()),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if single_byte:
+        columns = []
+        for column in table.columns:
+            converted = _transcode_column(column, codec)
+            if converted is None:
+                return None
+            columns.append(converted)
+        table = pa.table(columns, names=[f"c{i}" for i in range(width)])
+    table = table.rename_columns(names)
+    _refuse_runaway_quotes(table, delimiter, width, file_name)
+    return RawDelivery(table, np.arange(1, table.num_rows + 1), encoding, names, [], table.num_rows)
+
+
+def _string_view(chunk: pa.Array, data: pa.Buffer | None = None, offsets: pa.Buffer | None = None,
+                 offset: int | None = None) -> pa.Array:
+    buffers = chunk.buffers()
+    return pa.Array.from_buffers(
+        pa.string(), len(chunk), [buffers[0], offsets or buffers[1], data or buffers[2]],
+        offset=chunk.offset if offset is None else offset,
+    )
+
+
+def _value_bytes(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 offsets of each value, the bytes they index) of a binary/string array, without copying."""
+    buffers = chunk.buffers()
+    offsets = np.frombuffer(buffers[1], dtype=np.int32)[chunk.offset: chunk.offset + len(chunk) + 1]
+    data = (np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None and buffers[2].size
+            else np.zeros(0, dtype=np.uint8))
+    return offsets.astype(np.int64), data
+
+
+@functools.cache
+def _utf8_extra(codec: str) -> np.ndarray:
+    """For each byte of a single-byte codec: how many more bytes its character takes in UTF-8 (-1: undefined)."""
+    extra = np.zeros(256, dtype=np.int64)
+    for byte in range(128, 256):
+        try:
+            extra[byte] = len(bytes([byte]).decode(codec).encode("utf-8")) - 1
+        except UnicodeDecodeError:
+            extra[byte] = -1
+    return extra
+
+
+def _transcode_chunk(chunk: pa.Array, codec: str) -> pa.Array | None:
+    """A binary array in a single-byte codec as a UTF-8 string array (None: a byte the codec lacks)."""
+    if len(chunk) == 0:
+        return pa.array([], pa.string())
+    offsets, data = _value_bytes(chunk)
+    blob = data[offsets[0]: offsets[-1]]
+    high = np.flatnonzero(blob >= 0x80)
+    if not len(high):
+        return _string_view(chunk)  # plain ASCII is already UTF-8
+    extra = _utf8_extra(codec)[blob[high]]
+    if (extra < 0).any():
+        return None
+    try:
+        utf8 = blob.tobytes().decode(codec).encode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    # Each value's start moves by the extra UTF-8 bytes of the non-ASCII bytes before it.
+    before = np.concatenate(([0], np.cumsum(extra)))
+    relative = offsets - offsets[0]
+    moved = relative + before[np.searchsorted(high, relative, side="left")]
+    if moved[-1] != len(utf8) or moved[-1] >= 2**31:
+        return None
+    validity = chunk.buffers()[0]
+    if validity is not None:
+        return None  # values are never null here (strings_can_be_null=False)
+    return pa.Array.from_buffers(
+        pa.string(), len(chunk), [None, pa.py_buffer(moved.astype(np.int32)), pa.py_buffer(utf8)]
+    )
+
+
+def _transcode_column(column: pa.ChunkedArray, codec: str) -> pa.ChunkedArray | None:
+    chunks = []
+    for chunk in column.chunks:
+        converted = None
+        offsets, data = _value_bytes(chunk)
+        if len(chunk) and (data[offsets[0]: offsets[-1]] >= 0x80).any():
+            # Few distinct values (categories, places): transcode each once; otherwise the whole chunk.
+            encoded = chunk.dictionary_encode()
+            if len(encoded.dictionary) * 4 <= len(chunk):
+                dictionary = _transcode_chunk(encoded.dictionary, codec)
+                if dictionary is None:
+                    return None
+                converted = dictionary.take(encoded.indices)
+        if converted is None:
+            converted = _transcode_chunk(chunk, codec)
+        if converted is None:
+            return None
+        chunks.append(converted)
+    return pa.chunked_array(chunks, pa.string())
+
+
+def _read_csv_careful(data: bytes, contract: Contract, file_name: str) -> RawDelivery:
+    encoding = detect_encoding(data[:65536], contract.encoding)
+    text = decode(data, encoding, file_name)
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if not text.strip():
+        return RawDelivery(pa.table({}), np.array([], dtype=np.int64), encoding, [], [], 0)
+    newline = text.find("\n")
+    first_line = (text if newline < 0 else text[:newline]).rstrip("\r")
+    delimiter = sniff_delimiter(first_line, contract.delimiter)
+    names = _header_names(first_line, delimiter)
     broken: list[tuple[int, str]] = []
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
@@ -116,6 +283,7 @@ def _read_csv(data: bytes, contract: Contract, file_name: str) -> RawDelivery:
         return "skip"
 
     utf8 = text.encode("utf-8")
+    del text
     table = pacsv.read_csv(
         io.BytesIO(utf8),
         read_options=pacsv.ReadOptions(
@@ -127,17 +295,16 @@ def _read_csv(data: bytes, contract: Contract, file_name: str) -> RawDelivery:
         parse_options=pacsv.ParseOptions(
             delimiter=delimiter, invalid_row_handler=on_invalid, newlines_in_values=True
         ),
-        convert_options=pacsv.ConvertOptions(
-            column_types={f"c{i}": pa.string() for i in range(len(names))},
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-        ),
+        convert_options=_text_options(len(names)),
     )
     table = table.rename_columns(names)
     _refuse_runaway_quotes(table, delimiter, len(names), file_name)
     rows_in = table.num_rows + len(broken)
     # Data-row numbers of parsed rows: every row number not taken by a broken row, in order.
-    source_rows = np.setdiff1d(np.arange(1, rows_in + 1), [r for r, _ in broken])
+    keep = np.ones(rows_in, dtype=bool)
+    taken = np.array([r for r, _ in broken], dtype=np.int64)
+    keep[taken[(taken >= 1) & (taken <= rows_in)] - 1] = False
+    source_rows = np.flatnonzero(keep) + 1
     return RawDelivery(table, source_rows, encoding, names, sorted(broken), rows_in)
 
 
@@ -153,6 +320,8 @@ def _refuse_runaway_quotes(table: pa.Table, delimiter: str, width: int, file_nam
     if width < 2:
         return
     for number, column in enumerate(table.columns):
+        if not _holds_byte(column, 0x0A):
+            continue  # no line break anywhere in the column (checked on its bytes, without a kernel per value)
         has_break = pc.match_substring(column, "\n")
         if not pc.any(has_break).as_py():
             continue
@@ -164,6 +333,17 @@ def _refuse_runaway_quotes(table: pa.Table, delimiter: str, width: int, file_nam
                     f"{file_name}: a quote in data row {int(row) + 1} (column {table.column_names[number]!r}) is "
                     "never closed and swallows the following rows; check the file's quoting"
                 )
+
+
+def _holds_byte(column: pa.ChunkedArray, byte: int) -> bool:
+    """Whether any value of a string column contains ``byte`` (a quick look at the data buffers)."""
+    for chunk in column.chunks:
+        if len(chunk) == 0:
+            continue
+        offsets, data = _value_bytes(chunk)
+        if (data[offsets[0]: offsets[-1]] == byte).any():
+            return True
+    return False
 
 
 def _read_xlsx(data: bytes, contract: Contract, file_name: str) -> RawDelivery:
