@@ -49,20 +49,17 @@ from jinja2 import Template
 from pipelines import offline_assets, privacy, warehouse
 from pipelines.publish import write_atomic
 from pipelines.report_weekly import (
-    BASELINE_WEEKS,
     DASH,
     UNPLACED,
     UNPLACED_LABEL,
     IsoWeek,
     csv_bytes,
-    compare,
     delivered_weeks,
     format_decimal,
     format_int,
     format_local_time,
     format_period,
     protect,
-    published,
     query,
     template_environment,
 )
@@ -191,37 +188,13 @@ def weekly_published(con: duckdb.DuckDBPyConnection, weeks: list[str]) -> pd.Dat
     :func:`privacy.linked_system` reads: ``week``, ``side`` ("row": per area, "col": per category,
     ``privacy.TOTAL_KEY``: the week's total), ``key``, ``n``, ``suppressed``, ``display``, ``threshold``.
 
-    Computed as :func:`pipelines.report_weekly.build_weekly` computes its category and area tables (the same
-    ``compare`` and ``published``, on the same rows), without the rest of the report (flags, forecast, charts).
-    tests/test_quarterly_pack.py checks that this stays equal to what build_weekly publishes.
+    What :func:`pipelines.report_weekly.published_counts` publishes, the one source the weekly report prints
+    from, so the quarter links against exactly those numbers (tests check both stay equal).
     """
-    T = privacy.TOTAL_KEY
-    area_keys = list(query(con, "weekly_areas")["area_code"]) + [UNPLACED]
-    frames = []
-    for label in weeks:
-        week = IsoWeek.parse(label)
-        baseline = [w.label for w in week.previous(BASELINE_WEEKS)]
-        cells = query(con, "weekly_cells", {"weeks": baseline + [week.label]})
-        delivered = delivered_weeks(con, cells, baseline + [week.label])
-        by_category = compare(cells, week.label, baseline, delivered, "category")
-        by_category = by_category[(by_category["n"] > 0) | (by_category["baseline"].fillna(0) > 0)]
-        by_area = compare(cells, week.label, baseline, delivered, "area_code", keys=area_keys)
-        totals, limits = [], []
-        for side, key, table in (("col", "category", by_category), ("row", "area_code", by_area)):
-            table, total = published(table, key)
-            thresholds = [privacy.threshold_for(bool(s)) for s in table["sensitive"]]
-            limits.extend(thresholds)
-            totals.append(total)
-            frames.append(pd.DataFrame({"week": label, "side": side, "key": table[key].astype(str),
-                                        "n": table["n"].astype("int64"), "suppressed": table["n_suppressed"],
-                                        "display": table["n_shown"], "threshold": thresholds}))
-        # The week's total is hidden when either table hides it (build_weekly's rule), with that table's label.
-        hidden = next((t for t in totals if bool(t["suppressed"])), None)
-        shown = totals[0] if hidden is None else hidden
-        frames.append(pd.DataFrame({"week": [label], "side": [T], "key": [T], "n": [int(totals[0]["n"])],
-                                    "suppressed": [hidden is not None], "display": [str(shown["shown"])],
-                                    "threshold": [max(limits, default=privacy.PRIMARY_THRESHOLD)]}))
+    from pipelines import report_weekly
+
     columns = ["week", "side", "key", "n", "suppressed", "display", "threshold"]
+    frames = [report_weekly.published_long(con, label) for label in weeks]
     if not frames:
         return pd.DataFrame(columns=columns)
     return pd.concat(frames, ignore_index=True)[columns].astype({"n": "int64", "suppressed": bool,

@@ -375,6 +375,244 @@ def display_order(table: pd.DataFrame, label: str) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------------------------
+# What the week publishes: one function for the report and for the quarter that links against it
+# --------------------------------------------------------------------------------------------------------
+
+
+def published_counts(con: duckdb.DuckDBPyConnection, iso_week: str) -> dict[str, Any]:
+    """The counts the weekly report of ``iso_week`` publishes, protected exactly as it prints them.
+
+    Returns a dict: ``categories`` and ``areas`` (:func:`published` tables: one row per category with anything
+    this week or in the baseline, one per area, the unplaced incidents included, with ``n``, ``sensitive``,
+    ``n_shown``, ``n_suppressed``, the baseline columns), ``total`` (the week's total as both tables print it:
+    hidden when either table needs it hidden), ``partners`` (the incidents per partner in the completeness
+    table, :func:`protect_partners`), and the inputs ``cells`` and ``delivered``. :func:`build_weekly` prints
+    these and nothing else; the quarterly map links against them (:func:`published_long`), so the two can never
+    drift apart.
+    """
+    week = IsoWeek.parse(iso_week)
+    baseline_labels = [w.label for w in week.previous(BASELINE_WEEKS)]
+    all_weeks = baseline_labels + [week.label]
+    cells = query(con, "weekly_cells", {"weeks": all_weeks})
+    delivered = delivered_weeks(con, cells, all_weeks)
+    area_keys = list(query(con, "weekly_areas")["area_code"]) + [UNPLACED]
+
+    # Categories: those with anything this week or in the baseline.
+    by_category = compare(cells, week.label, baseline_labels, delivered, "category")
+    by_category = by_category[(by_category["n"] > 0) | (by_category["baseline"].fillna(0) > 0)]
+    by_category, category_total = published(by_category, "category")
+    # Areas: every published area, plus the unplaced incidents (never dropped) and any code not in `areas`.
+    by_area = compare(cells, week.label, baseline_labels, delivered, "area_code", keys=area_keys)
+    by_area, area_total = published(by_area, "area_code")
+
+    # The week's total appears in both tables' margins: it is hidden if either table needs it hidden.
+    total, _ = published(compare(cells, week.label, baseline_labels, delivered, None), "_all")
+    total = total.iloc[0].copy()
+    hidden_total = next((t for t in (category_total, area_total) if t["suppressed"]), None)
+    if hidden_total is not None:
+        total["n_shown"], total["n_suppressed"] = hidden_total["shown"], True
+        total["change"], total["change_shown"] = None, DASH
+    total_threshold = max(
+        [privacy.threshold_for(bool(s)) for s in list(by_category["sensitive"]) + list(by_area["sensitive"])],
+        default=privacy.PRIMARY_THRESHOLD,
+    )
+    counts = {
+        "week": week, "cells": cells, "delivered": delivered, "categories": by_category, "areas": by_area,
+        "total": total, "total_threshold": total_threshold,
+    }
+    roster = query(con, "weekly_partners", {"first": week.monday, "last": week.sunday})
+    counts["partners"] = protect_partners(counts, roster)
+    return counts
+
+
+def published_long(con: duckdb.DuckDBPyConnection, iso_week: str, counts: dict[str, Any] | None = None
+                   ) -> pd.DataFrame:
+    """The week's category and area counts and its total as published, in the long form
+    :func:`privacy.linked_system` reads (``report_quarterly.weekly_published``): ``week``, ``side`` ("row":
+    per area, "col": per category, ``privacy.TOTAL_KEY``: the week's total), ``key``, ``n``, ``suppressed``,
+    ``display``, ``threshold``. The total carries the strictest threshold of the two tables' counts."""
+    counts = counts or published_counts(con, iso_week)
+    label = counts["week"].label
+    frames = []
+    for side, key, table in (("col", "category", counts["categories"]), ("row", "area_code", counts["areas"])):
+        frames.append(pd.DataFrame({
+            "week": label, "side": side, "key": table[key].astype(str), "n": table["n"].astype("int64"),
+            "suppressed": table["n_suppressed"], "display": table["n_shown"],
+            "threshold": [privacy.threshold_for(bool(s)) for s in table["sensitive"]]}))
+    total = counts["total"]
+    frames.append(pd.DataFrame({"week": [label], "side": [privacy.TOTAL_KEY], "key": [privacy.TOTAL_KEY],
+                                "n": [int(total["n"])], "suppressed": [bool(total["n_suppressed"])],
+                                "display": [str(total["n_shown"])], "threshold": [counts["total_threshold"]]}))
+    columns = ["week", "side", "key", "n", "suppressed", "display", "threshold"]
+    return pd.concat(frames, ignore_index=True)[columns].astype({"n": "int64", "suppressed": bool,
+                                                                 "threshold": "int64"})
+
+
+#: Switch for the tests (tests/test_weekly_suppression.py): with it off, the partner table is suppressed only
+#: cell by cell, as it was before issue 4's fix, so that the break-test can show it recovers a hidden count.
+PARTNER_SECONDARY_SUPPRESSION = True
+
+_PARTNER_COL = "n"
+_OTHER_PARTNERS = "\x1f(other)"
+
+
+def _bounds(display: str, threshold: int, ranges: bool) -> tuple[float, float]:
+    """What a printed count tells a reader: a number itself, "<t" 1..t-1, ".." at least t where its table shows
+    "<" labels (a ".." there is never small) and at least 1 where it shows none. The rule of
+    ``privacy.suppression_intervals``."""
+    text = str(display).replace(NBSP, "")
+    if text.isdigit():
+        return float(text), float(text)
+    if text.startswith("<"):
+        return 1.0, float(int(text[1:]) - 1)
+    return (float(threshold) if ranges else 1.0), math.inf
+
+
+def week_system(counts: dict[str, Any], partners: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The week's published counts as one linear system for :func:`privacy.linked_pinned`: the category table,
+    the area table and the partner table (``partners``: ``partner``, ``n``, ``suppressed``, ``display``,
+    ``threshold``), each adding up to the week's total, which the three share.
+
+    Incidents of partners the partner table does not list (none, normally) are one more hidden number, from 0
+    up, so the partner equation stays true.
+    """
+    names, n, hidden, low, high = [], [], [], [], []
+
+    def add(name: str, value: int, is_hidden: bool, display: str, threshold: int, ranges: bool) -> None:
+        lo, hi = _bounds(display, threshold, ranges) if is_hidden else (float(value), float(value))
+        names.append(name), n.append(int(value)), hidden.append(bool(is_hidden)), low.append(lo), high.append(hi)
+
+    equations = []
+    T = privacy.TOTAL_KEY
+    tables = [
+        ("col", counts["categories"]["category"], counts["categories"]),
+        ("row", counts["areas"]["area_code"], counts["areas"]),
+    ]
+    total = counts["total"]
+    any_ranges = False
+    for side, keys, table in tables:
+        thresholds = [privacy.threshold_for(bool(s)) for s in table["sensitive"]]
+        ranges = any(str(d).startswith("<") for d in table["n_shown"])
+        any_ranges |= ranges
+        for key, value, sup, shown, limit in zip(keys, table["n"], table["n_suppressed"], table["n_shown"],
+                                                 thresholds):
+            add(f"{side}:{key}", int(value), bool(sup), str(shown), limit, ranges)
+            equations.append((side, f"{side}:{key}", 1.0))
+    partners = partners if partners is not None else pd.DataFrame(columns=["partner", "n", "display"])
+    ranges = any(str(d).startswith("<") for d in partners["display"])
+    listed = 0
+    for row in partners.itertuples(index=False):
+        add(f"partner:{row.partner}", int(row.n), bool(row.suppressed), str(row.display), int(row.threshold), ranges)
+        equations.append(("partner", f"partner:{row.partner}", 1.0))
+        listed += int(row.n)
+    other = int(total["n"]) - listed
+    if partners is not None and len(partners) and other:
+        names.append(_OTHER_PARTNERS), n.append(other), hidden.append(True), low.append(0.0), high.append(math.inf)
+        equations.append(("partner", _OTHER_PARTNERS, 1.0))
+    # The total: "<t" is a range; ".." is at least its threshold only where every table it closes shows ranges.
+    add(T, int(total["n"]), bool(total["n_suppressed"]), str(total["n_shown"]), int(counts["total_threshold"]),
+        any_ranges and ranges)
+    for side in ("col", "row", "partner") if len(partners) else ("col", "row"):
+        equations.append((side, T, -1.0))
+    numbers = pd.DataFrame({"n": n, "suppressed": hidden, "low": low, "high": high}, index=names)
+    return numbers, pd.DataFrame(equations, columns=["eq", "name", "coef"])
+
+
+def week_pinned(counts: dict[str, Any], partners: pd.DataFrame) -> list[tuple[str | None, str]]:
+    """Every (insider, number) such that the insider pins a hidden number of the week to one value from what
+    the report publishes. Insider None is any reader; insider p is partner p, which knows its own count of the
+    week (it sent the rows, and its partner view shows its deliveries unsuppressed): the shared tables are the
+    same in every partner's version, so they must hold against each partner's knowledge too."""
+    numbers, equations = week_system(counts, partners)
+    found: list[tuple[str | None, str]] = []
+    insiders: list[str | None] = [None] + [str(p) for p, v in zip(partners["partner"], partners["n"]) if int(v) > 0]
+    for insider in insiders:
+        known = numbers.copy()
+        if insider is not None:
+            name = f"partner:{insider}"
+            if not bool(known.at[name, "suppressed"]):
+                continue  # its count is printed: it knows nothing more than any reader
+            known.loc[name, ["suppressed", "low", "high"]] = [False, known.at[name, "n"], known.at[name, "n"]]
+        if not known["suppressed"].any():
+            continue
+        pinned = privacy.linked_pinned(known, equations)
+        found.extend((insider, str(name)) for name in pinned.index[pinned.to_numpy(dtype=bool)])
+    return found
+
+
+def _tables_pinned(counts: dict[str, Any]) -> set[str]:
+    """Numbers the category and area tables pin between themselves, without the partner table: the partner
+    table can neither cause nor cure these (logged; the category and area suppression owns them)."""
+    numbers, equations = week_system(counts, None)
+    if not numbers["suppressed"].any():
+        return set()
+    pinned = privacy.linked_pinned(numbers, equations)
+    return {str(name) for name in pinned.index[pinned.to_numpy(dtype=bool)]}
+
+
+def protect_partners(counts: dict[str, Any], roster: pd.DataFrame) -> pd.DataFrame:
+    """The incidents per partner of the completeness table ("Händelser denna vecka"), protected.
+
+    The column adds up to the week's total, which the category and area tables print: primary suppression alone
+    lets a reader subtract the shown partners from the total and get the one hidden partner back (2026-W09 of
+    the generated data: 439 - 432 = 7 for social services). So the column is a one-way table with the week's
+    total, like the category table (:func:`privacy.secondary_suppression`, each partner at its own threshold,
+    ``privacy.threshold_for``): its total is never hidden or chosen here, since the other tables fix it (kept
+    public when they show it, forced hidden when they hide it). Then the whole week is audited as one system
+    (:func:`week_pinned`: the three tables and their shared total, against any reader and against each partner
+    knowing its own count); while anything is pinned, the smallest visible non-zero partner count is hidden as
+    well.
+
+    Returns one row per partner in ``roster`` (sql/weekly_partners.sql): ``partner``, ``n``, ``sensitive``,
+    ``threshold``, ``suppressed``, ``display`` ("<5", "<10", ".." or the number, without digit grouping).
+    """
+    T = privacy.TOTAL_KEY
+    cells = counts["cells"]
+    this_week = cells[cells["iso_week"] == counts["week"].label].groupby("partner")["n"].sum()
+    table = pd.DataFrame({
+        "partner": roster["partner"].astype(str).to_numpy(),
+        "n": [int(this_week.get(p, 0)) for p in roster["partner"]],
+        "sensitive": roster["sensitive"].fillna(True).astype(bool).to_numpy(),
+    })
+    table["threshold"] = [privacy.threshold_for(bool(s)) for s in table["sensitive"]]
+    if not len(table):
+        return table.assign(suppressed=pd.Series(dtype=bool), display=pd.Series(dtype=object))
+    if not PARTNER_SECONDARY_SUPPRESSION:
+        shown, hidden = suppress(table["n"], table["sensitive"])
+        return table.assign(suppressed=hidden, display=shown)
+
+    total_hidden = bool(counts["total"]["n_suppressed"])
+    margins = [(T, _PARTNER_COL), (T, T)]
+    force: set[tuple[str, str]] = set(margins) if total_hidden else set()
+    keep = set() if total_hidden else set(margins)
+    already = _tables_pinned(counts)
+    if already:
+        logging.getLogger(__name__).warning(
+            "week %s: the category and area tables pin %s between themselves", counts["week"].label,
+            sorted(already))
+    while True:
+        grid = privacy.secondary_suppression(
+            table.assign(_col=_PARTNER_COL)[["partner", "_col", "n"]], "n", "partner", "_col",
+            threshold=table["threshold"], force=force, keep=keep,
+        )
+        interior = grid[(grid["partner"] != T) & (grid["_col"] == _PARTNER_COL)].set_index("partner")
+        result = table.assign(
+            suppressed=[bool(interior.at[p, "suppressed"]) for p in table["partner"]],
+            display=[str(interior.at[p, "display"]) for p in table["partner"]],
+        )
+        pinned = [(who, name) for who, name in week_pinned(counts, result) if name not in already]
+        if not pinned:
+            return result
+        visible = result[~result["suppressed"] & (result["n"] > 0)]
+        if not len(visible):
+            raise ValueError(  # not reached on any data seen: every partner count is hidden already
+                f"week {counts['week'].label}: a hidden count is pinned whatever the partner table hides "
+                f"({pinned[:3]}): merge partners or hide the week's total (PRIVACY.md, 'Published numbers')")
+        choice = visible.sort_values(["n", "partner"]).iloc[0]["partner"]
+        force.add((str(choice), _PARTNER_COL))
+
+
+# --------------------------------------------------------------------------------------------------------
 # The report
 # --------------------------------------------------------------------------------------------------------
 
@@ -393,33 +631,23 @@ def build_weekly(
     partner_id = _partner_of(audience)
     week = IsoWeek.parse(iso_week)
     baseline = week.previous(BASELINE_WEEKS)
-    baseline_labels = [w.label for w in baseline]
-    all_weeks = baseline_labels + [week.label]
 
-    cells = query(con, "weekly_cells", {"weeks": all_weeks})
-    delivered = delivered_weeks(con, cells, all_weeks)
+    counts = published_counts(con, week.label)
+    cells, delivered = counts["cells"], counts["delivered"]
     areas = query(con, "weekly_areas")
     taxonomy = query(con, "weekly_category_labels")
     labels = dict(zip(taxonomy["category"], taxonomy["label_en" if lang == "en" else "label_sv"]))
     unplaced_label = t("unplaced_label")
 
-    # Categories: those with anything this week or in the baseline.
-    by_category = compare(cells, week.label, baseline_labels, delivered, "category")
-    by_category = by_category[(by_category["n"] > 0) | (by_category["baseline"].fillna(0) > 0)]
+    by_category = counts["categories"]
     by_category = by_category.assign(label=[labels.get(c, c) for c in by_category["category"]])
-    by_category, category_total = published(by_category, "category")
     by_category = display_order(by_category, "label")
 
-    # Areas: every published area, plus the unplaced incidents (never dropped) and any code not in `areas`.
-    by_area = compare(
-        cells, week.label, baseline_labels, delivered, "area_code", keys=list(areas["area_code"]) + [UNPLACED]
-    )
-    by_area = by_area.merge(areas, on="area_code", how="left")
+    by_area = counts["areas"].merge(areas, on="area_code", how="left")
     by_area["area_name"] = [
         unplaced_label if code == UNPLACED else (name if isinstance(name, str) and name else code)
         for code, name in zip(by_area["area_code"], by_area["area_name"])
     ]
-    by_area, area_total = published(by_area, "area_code")
     by_area["rate_shown"] = [
         _rate(n, pop, sup, code)
         for n, pop, sup, code in zip(by_area["n"], by_area["population"], by_area["n_suppressed"], by_area["area_code"])
@@ -428,14 +656,7 @@ def build_weekly(
     placed = display_order(by_area[by_area["area_code"] != UNPLACED], "area_code")
     unplaced = by_area[by_area["area_code"] == UNPLACED].iloc[0]
     top_areas = placed[placed["n"] > 0].head(TOP_AREAS)
-
-    # The week's total appears in both tables' margins: it is hidden if either table needs it hidden.
-    total, _ = published(compare(cells, week.label, baseline_labels, delivered, None), "_all")
-    total = total.iloc[0].copy()
-    hidden_total = next((t for t in (category_total, area_total) if t["suppressed"]), None)
-    if hidden_total is not None:
-        total["n_shown"], total["n_suppressed"] = hidden_total["shown"], True
-        total["change"], total["change_shown"] = None, DASH
+    total = counts["total"]
     has_baseline = bool(pd.notna(total["baseline"]))
 
     # Beyond normal variation (pipelines/anomaly.py): categories, areas, and every area x category cell.
@@ -444,7 +665,7 @@ def build_weekly(
     placed["flagged"] = _flag_column(placed, "area_code", flags["area_code"])
     top_areas = placed[placed["n"] > 0].head(TOP_AREAS)
 
-    partners = _completeness(con, cells, week, delivered, t)
+    partners = _completeness(con, cells, week, delivered, t, protected=counts["partners"])
     deliveries = query(con, "weekly_deliveries", {"first": week.monday, "last": week.sunday})
     window = query(con, "weekly_deliveries", {"first": baseline[0].monday, "last": week.sunday})
     interventions = _interventions(con, week.monday, week.sunday, labels, t)
@@ -718,12 +939,20 @@ def _rate(n: int, population: Any, suppressed: bool, code: str) -> str:
 
 def _completeness(
     con: duckdb.DuckDBPyConnection, cells: pd.DataFrame, week: IsoWeek, delivered: set[tuple[str, str]],
-    t: i18n.Messages | None = None,
+    t: i18n.Messages | None = None, protected: pd.DataFrame | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per expected partner: delivered or not, rows loaded and quarantined, quarantine share."""
+    """One row per expected partner: delivered or not, rows loaded and quarantined, quarantine share.
+
+    The incidents per partner are ``protected`` (:func:`protect_partners`; computed here when not given): the
+    column adds up to the week's total, so small counts are protected against it. A partner whose incidents are
+    hidden has its rows loaded hidden too (".."), and no quarantine share: rows loaded are, for a partner that
+    delivers one file per week, the same number as its incidents, and the share would give them back.
+    """
     t = t or i18n.messages()
     rows = query(con, "weekly_partners", {"first": week.monday, "last": week.sunday})
-    this_week = cells[cells["iso_week"] == week.label].groupby("partner")["n"].sum()
+    if protected is None:
+        protected = published_counts(con, week.label)["partners"]
+    protected = protected.set_index("partner")
     result = []
     for row in rows.itertuples(index=False):
         partner = str(row.partner)
@@ -731,11 +960,16 @@ def _completeness(
         is_delivered = (partner, week.label) in delivered
         loaded, loaded_sup = suppress_one(int(row.rows_loaded), sensitive)
         quarantined, quarantined_sup = suppress_one(int(row.rows_quarantined), sensitive)
-        incidents, _ = suppress_one(int(this_week.get(partner, 0)), sensitive)
+        if partner in protected.index:
+            incidents, incidents_sup = str(protected.at[partner, "display"]), bool(protected.at[partner, "suppressed"])
+        else:  # not reached: the protected table is made from the same roster
+            incidents, incidents_sup = privacy.HIDDEN_LABEL, True
+        if incidents_sup and not loaded_sup and int(row.rows_loaded) > 0:
+            loaded, loaded_sup = privacy.HIDDEN_LABEL, True
         rows_in = int(row.rows_loaded) + int(row.rows_quarantined)
         if not is_delivered:
             share = DASH
-        elif loaded_sup or quarantined_sup or rows_in == 0:
+        elif loaded_sup or quarantined_sup or incidents_sup or rows_in == 0:
             share = DASH  # a share next to a suppressed count would give the count away
         else:
             share = format_decimal(100.0 * int(row.rows_quarantined) / rows_in, 1) + NBSP + "%"
