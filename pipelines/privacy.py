@@ -153,12 +153,18 @@ class DomainKey:
     in XCom, a log line or a file by accident; derive it inside the task that uses it.
     """
 
-    __slots__ = ("_key", "domain", "key_id", "_inner", "_outer")
+    __slots__ = ("_key", "_text", "domain", "key_id", "_inner", "_outer")
 
     def __init__(self, key: bytes, domain: str):
         if not isinstance(key, (bytes, bytearray)) or len(key) < MIN_KEY_BYTES:
             raise PseudonymKeyError(f"a domain key must be at least {MIN_KEY_BYTES} bytes")
-        key = bytes(key)
+        # The HMAC key is SHA-256 of a text form of the domain's HKDF output. HMAC hashes a key longer than its
+        # 64-byte block first (RFC 2104, section 2), so HMAC(text, m) == HMAC(SHA-256(text), m): Python's hmac
+        # keyed with ``self.key`` and polars-hash keyed with the text (it takes its key as text, and computes
+        # about five times faster, see _keyed) give the same pseudonyms, bit for bit. Still 256 secret bits.
+        text = HMAC_KEY_TEXT_PREFIX + bytes(key).hex()
+        key = hashlib.sha256(text.encode("ascii")).digest()
+        object.__setattr__(self, "_text", text)
         object.__setattr__(self, "_key", key)
         object.__setattr__(self, "domain", domain)
         # Not secret: 32 bits of an HMAC under the key reveal nothing about the key, but tell keys apart.
@@ -172,6 +178,7 @@ class DomainKey:
 
     @property
     def key(self) -> bytes:
+        """The HMAC-SHA-256 key: ``hmac.new(key.key, value, "sha256")`` is this domain's pseudonym of value."""
         return self._key
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -255,6 +262,11 @@ class ChainedDomainKey(DomainKey):
 # Pseudonyms (PRIVACY.md, "Keys and pseudonyms")
 # --------------------------------------------------------------------------------------------------------------
 
+# Where a domain key's HMAC key comes from (DomainKey): SHA-256 of this prefix and the HKDF output in hex.
+HMAC_KEY_TEXT_PREFIX = "est-pseudonym-hmac-key:v1:"
+# From this many distinct values on, polars-hash computes the HMACs (its start-up costs a few milliseconds).
+POLARS_HMAC_MIN_VALUES = 5_000
+
 # Full HMAC-SHA-256 output, 64 hex characters. Truncating to 32 would still be collision-free in practice, but
 # saves little (32 bytes a value) and would make every reviewer check that "HMAC-SHA-256" still holds.
 PSEUDONYM_HEX_CHARS = 64
@@ -270,7 +282,30 @@ def _require_text(uniques: Iterable[Any]) -> None:
 
 
 def _keyed(uniques: Iterable[str], key: DomainKey) -> list[str]:
+    uniques = uniques if isinstance(uniques, list) else list(uniques)
+    if len(uniques) >= POLARS_HMAC_MIN_VALUES:
+        return _keyed_polars(uniques, key)
     return [key.hmac_hex(value.encode("utf-8")) for value in uniques]
+
+
+def _keyed_polars(uniques: list[str], key: DomainKey) -> list[str]:
+    """The same HMACs as DomainKey.hmac_hex, computed by polars-hash in Rust on both cores (measured here: about
+    5 million values a second against about 1 million for the Python loop); a rotated key's chain link by link.
+    tests/test_privacy.py checks both give the same pseudonyms."""
+    import polars as pl
+    import polars_hash  # noqa: F401  (registers the .chash namespace)
+
+    return _hmac_polars(pl.Series("v", uniques, dtype=pl.Utf8), key).to_list()
+
+
+def _hmac_polars(values, key: DomainKey):
+    import polars as pl
+    import polars_hash  # noqa: F401  (registers the .chash namespace)
+
+    column = values.alias("v").to_frame()
+    for link in (*getattr(key, "chain", ()), key):
+        column = column.select(pl.col("v").chash.hmac_sha256(key=link._text))
+    return column.get_column("v")
 
 
 def pseudonymise(values, key: DomainKey):
@@ -327,7 +362,13 @@ def _pseudonymise_arrow(values, key: DomainKey) -> pa.Array:
             "(PRIVACY.md, 'Identifiers')"
         )
     encoded = pc.dictionary_encode(array.cast(pa.string()))
-    digests = pa.array(_keyed(encoded.dictionary.to_pylist(), key), type=pa.string())
+    if len(encoded.dictionary) >= POLARS_HMAC_MIN_VALUES:
+        import polars as pl
+
+        # Arrow in, Arrow out: the distinct values never become Python strings.
+        digests = _hmac_polars(pl.Series("v", encoded.dictionary), key).to_arrow().cast(pa.string())
+    else:
+        digests = pa.array(_keyed(encoded.dictionary.to_pylist(), key), type=pa.string())
     return pc.take(digests, encoded.indices)
 
 

@@ -788,3 +788,25 @@ def test_neutralise_csv_cells():
     assert out["category"][0] == "'=1" and out["category"][1] == "x"
     assert "'=HYPERLINK(x)" in out.columns
     assert frame["text"][0] == "=SUM(A1:A2)"  # the input is not changed
+
+
+@pytest.mark.parametrize("chained", [False, True])
+def test_bulk_pseudonyms_from_polars_hash_equal_pythons_hmac(chained):
+    # Above POLARS_HMAC_MIN_VALUES distinct values the HMACs come from polars-hash (keyed with the key's text
+    # form); below, from Python's hmac (keyed with key.key). Both must give the same pseudonym for every value.
+    import hashlib
+    import hmac as hmac_module
+
+    master = p.MasterKey(bytes.fromhex("6b" * 32), previous=(bytes.fromhex("5a" * 32),)) if chained \
+        else bytes.fromhex("5a" * 32)
+    key = p.derive_key(master, "record")
+    n = p.POLARS_HMAC_MIN_VALUES + 500
+    values = [f"5000-K{i:07d}-26" for i in range(n - 4)] + ["", "Åsa-ärende 7", "１９８５", "x\u00a0y"]
+    bulk = p.pseudonymise(pd.Series(values, dtype="str"), key)
+    one_by_one = [key.hmac_hex(v.encode("utf-8")) for v in values]
+    assert list(bulk) == one_by_one
+    assert list(p.pseudonymise(pa.array(values), key).to_pylist()) == one_by_one
+    if not chained:  # the reference: Python's hmac module with the key's HMAC key, nothing of ours
+        assert one_by_one[-3] == hmac_module.new(key.key, values[-3].encode("utf-8"), hashlib.sha256).hexdigest()
+    with_nulls = p.pseudonymise(pd.Series(values[:-4] + [None], dtype="str"), key)
+    assert with_nulls.iloc[-1] is None or pd.isna(with_nulls.iloc[-1])
