@@ -146,16 +146,17 @@ def gx_validate(frame: pd.DataFrame, extent: dict[str, tuple[float, float]] | No
 
 
 def _unexpected(expectation, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
-    """The rows an expectation fails (a boolean mask) and, for status rules, the codes found there.
+    """The rows an expectation fails (a boolean mask) and, for status rules, the codes found in those rows.
 
     Each branch reads the expectation the way Great Expectations does: missing values are not checked by
     in-set and range rules (GX skips nulls), and the pair rule ignores a row where either value is missing
     (``ignore_row_if="either_value_is_missing"``)."""
     kind = type(expectation).__name__
     if kind == "ExpectColumnValuesToBeInSet":
-        values = frame[expectation.column].astype(object)
-        present = values.notna().to_numpy()
-        return present & ~values.isin(list(expectation.value_set)).to_numpy(), values.to_numpy()
+        # In the column's own dtype (Arrow-backed strings compare in bulk; object would hash every value).
+        values = frame[expectation.column]
+        mask = (values.notna() & ~values.isin(list(expectation.value_set))).to_numpy(dtype=bool)
+        return mask, values[mask].astype(object).to_numpy()
     if kind == "ExpectColumnValuesToBeBetween":
         values = pd.to_numeric(frame[expectation.column], errors="coerce").to_numpy(dtype=float)
         present = ~np.isnan(values)
@@ -188,7 +189,7 @@ def bulk_validate(frame: pd.DataFrame, extent: dict[str, tuple[float, float]] | 
             continue
         meta = expectation.meta or {}
         if "field" in meta:
-            reasons = np.char.add(f"{meta['field']}: ", codes[mask].astype(str))
+            reasons = np.char.add(f"{meta['field']}: ", codes.astype(str))
         else:
             reasons = np.full(int(mask.sum()), meta["reason"], dtype=object)
         found.append((rows[mask], reasons.astype(object)))
