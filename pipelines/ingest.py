@@ -198,21 +198,21 @@ def _quarantine_rows(con, receipt: Receipt, reasons: dict[int, list[str]]) -> No
         con.unregister("new_quarantine")
 
 
-def ingest_file(
-    con: duckdb.DuckDBPyConnection,
-    home: Home,
-    contract: Contract,
-    path: Path,
-    master_key: bytes,
-    placing: PlacingContext,
-    received_at: datetime | None = None,
-    stage_seconds: dict[str, float] | None = None,
-) -> Receipt:
-    """Ingest one file as one transaction and write its receipt. Never raises for bad data: it refuses."""
-    received_at = received_at or datetime.now(timezone.utc)
-    delivery_id = content_hash(path)
-    receipt = Receipt.start(contract, path.name, delivery_id, received_at)
+@dataclass
+class PreparedDelivery:
+    """One file after everything that needs no database: read, canonical, validated, pseudonymised, placed.
 
+    ``receipt.status`` is "rejected" or "empty" when there is nothing to load, else "accepted" with
+    ``staged`` (the rows to load), ``reasons`` (quarantine) and, for period snapshots, ``delivered_ids``."""
+
+    receipt: Receipt
+    staged: pd.DataFrame | None = None
+    reasons: dict[int, list[str]] | None = None
+    delivered_ids: pd.DataFrame | None = None
+
+
+def _duplicate(con, contract: Contract, path: Path, delivery_id: str, received_at: datetime) -> Receipt | None:
+    """The "duplicate" receipt when the same content was already applied; None when it may be applied."""
     earlier = ledger_entry(con, delivery_id)
     if earlier is not None and earlier["status"] == "rejected":
         # A refused file changed nothing; offered again (e.g. after a contract fix: aliases for a renamed
@@ -221,27 +221,39 @@ def ingest_file(
             con.execute("DELETE FROM ingest_ledger WHERE delivery_id = ? AND status = 'rejected'", [delivery_id])
             audit(con, "ingest_retry", path.name, detail={"partner": contract.partner, "delivery_id": delivery_id,
                                                           "earlier": "rejected"})
-        earlier = None
-    if earlier is not None:
-        receipt.status = "duplicate"
-        receipt.reason = (
-            f"the same content was already received as {earlier['file_name']} "
-            f"({earlier['status']}); nothing was applied again"
-        )
-        return receipt
+        return None
+    if earlier is None:
+        return None
+    receipt = Receipt.start(contract, path.name, delivery_id, received_at)
+    receipt.status = "duplicate"
+    receipt.reason = (
+        f"the same content was already received as {earlier['file_name']} "
+        f"({earlier['status']}); nothing was applied again"
+    )
+    return receipt
 
+
+def prepare_delivery(
+    contract: Contract,
+    path: Path,
+    master_key: bytes,
+    placing: PlacingContext,
+    received_at: datetime | None = None,
+    stage_seconds: dict[str, float] | None = None,
+    delivery_id: str | None = None,
+) -> PreparedDelivery:
+    """Read, canonicalise, validate, pseudonymise and place one file; touches no database, writes no file, so
+    it can run for the next file while the previous one loads (jobs.ingest_files). Never raises for bad data."""
+    received_at = received_at or datetime.now(timezone.utc)
+    delivery_id = delivery_id or content_hash(path)
+    receipt = Receipt.start(contract, path.name, delivery_id, received_at)
     try:
         with _timed(stage_seconds, "read"):
             raw = read_delivery(path, contract)
     except DeliveryRefused as refusal:
         receipt.status = "rejected"
         receipt.reason = str(refusal)
-        with transaction(con):
-            _write_ledger(con, receipt)
-            audit(con, "ingest", path.name, audience=f"partner:{contract.partner}",
-                  detail={"partner": contract.partner, "status": "rejected"})
-        write_receipt(home, receipt)
-        return receipt
+        return PreparedDelivery(receipt)
 
     receipt.encoding = raw.encoding
     receipt.header = raw.header
@@ -250,12 +262,7 @@ def ingest_file(
     if raw.rows_in == 0:
         receipt.status = "empty"
         receipt.reason = "the file holds no data rows: nothing delivered"
-        with transaction(con):
-            _write_ledger(con, receipt)
-            audit(con, "ingest", path.name, audience=f"partner:{contract.partner}",
-                  detail={"partner": contract.partner, "status": "empty"})
-        write_receipt(home, receipt)
-        return receipt
+        return PreparedDelivery(receipt)
 
     with _timed(stage_seconds, "canonical"):
         frame = _canonical(raw, contract, received_at)
@@ -292,20 +299,66 @@ def ingest_file(
         ids = frame["record_id"].dropna()
         delivered_ids = pd.DataFrame({"partner_record_id": privacy.pseudonymise(
             ids, privacy.derive_key(master_key, RECORD_DOMAIN))})
+    return PreparedDelivery(receipt, staged, reasons, delivered_ids)
+
+
+def apply_delivery(
+    con: duckdb.DuckDBPyConnection,
+    home: Home,
+    contract: Contract,
+    path: Path,
+    prepared: PreparedDelivery,
+    stage_seconds: dict[str, float] | None = None,
+) -> Receipt:
+    """Apply a prepared file as one transaction (ledger, rows, quarantine, audit) and write its receipt. The
+    ledger is asked here, in file order, so the same content prepared twice is still applied once."""
+    receipt = prepared.receipt
+    duplicate = _duplicate(con, contract, path, receipt.delivery_id, receipt.received_at)
+    if duplicate is not None:
+        return duplicate
+    if receipt.status in ("rejected", "empty"):
+        with transaction(con):
+            _write_ledger(con, receipt)
+            audit(con, "ingest", path.name, audience=f"partner:{contract.partner}",
+                  detail={"partner": contract.partner, "status": receipt.status})
+        write_receipt(home, receipt)
+        return receipt
     with _timed(stage_seconds, "load"), transaction(con):
-        _load(con, staged)
-        if delivered_ids is not None:
-            receipt.rows_withdrawn = _withdraw_period(con, receipt, delivered_ids)
-        _quarantine_rows(con, receipt, reasons)
+        _load(con, prepared.staged)
+        if prepared.delivered_ids is not None:
+            receipt.rows_withdrawn = _withdraw_period(con, receipt, prepared.delivered_ids)
+        _quarantine_rows(con, receipt, prepared.reasons)
         _write_ledger(con, receipt)
         audit(
             con, "ingest", path.name, audience=f"partner:{contract.partner}",  # its receipt is for the partner
-            detail={"partner": contract.partner, "status": "accepted", "delivery_id": delivery_id,
+            detail={"partner": contract.partner, "status": "accepted", "delivery_id": receipt.delivery_id,
                     "rows_loaded": receipt.rows_loaded, "rows_quarantined": receipt.rows_quarantined,
                     "rows_withdrawn": receipt.rows_withdrawn},
         )
     write_receipt(home, receipt)
     return receipt
+
+
+def ingest_file(
+    con: duckdb.DuckDBPyConnection,
+    home: Home,
+    contract: Contract,
+    path: Path,
+    master_key: bytes,
+    placing: PlacingContext,
+    received_at: datetime | None = None,
+    stage_seconds: dict[str, float] | None = None,
+) -> Receipt:
+    """Ingest one file as one transaction and write its receipt. Never raises for bad data: it refuses.
+
+    The ledger is asked first, so a file already applied costs no reading."""
+    received_at = received_at or datetime.now(timezone.utc)
+    delivery_id = content_hash(path)
+    duplicate = _duplicate(con, contract, path, delivery_id, received_at)
+    if duplicate is not None:
+        return duplicate
+    prepared = prepare_delivery(contract, path, master_key, placing, received_at, stage_seconds, delivery_id)
+    return apply_delivery(con, home, contract, path, prepared, stage_seconds)
 
 
 def _canonical(raw: RawDelivery, contract: Contract, received_at: datetime) -> pd.DataFrame:

@@ -19,7 +19,7 @@ from pipelines import jobs
 from pipelines.contracts import contract_for
 from pipelines.settings import PARTNER_CONTRACTS_DIR, Home
 
-from test_ingest_helpers import FIXTURES, INGEST_FIXTURES, fingerprint, fixture_contract, ingest, query
+from test_ingest_helpers import FIXTURES, INGEST_FIXTURES, KEY, fingerprint, fixture_contract, ingest, query
 
 UK_MARCH = FIXTURES / "police_uk" / "2018-03-essex-head40.csv"
 UK_APRIL_RENAMED = FIXTURES / "police_uk" / "2018-04-renamed-head30.csv"
@@ -59,6 +59,20 @@ def test_same_file_twice_renamed_or_reordered_changes_nothing(home, tmp_path):
     assert reordered.status == "accepted" and reordered.rows_loaded == 40 and reordered.rows_withdrawn == 0
     jobs.aggregate(home)
     assert fingerprint(home) == before
+
+
+def test_one_batch_holding_the_same_content_twice_applies_it_once(home, tmp_path):
+    # jobs.ingest_files prepares the next file while the previous one loads: the second copy is prepared before
+    # the first is committed, so only the ledger check at apply time, in file order, can stop it.
+    copies = []
+    for name in ("a_march.csv", "b_march_again.csv", "c_march_third.csv"):
+        copies.append(home.partner_inbox("police_uk") / name)
+        copies[-1].parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(UK_MARCH, copies[-1])
+    receipts = jobs.ingest_files(home, "police_uk", copies, KEY)
+    assert [r.status for r in receipts] == ["accepted", "duplicate", "duplicate"]
+    assert query(home, "SELECT count(*), count(DISTINCT partner_record_id) FROM incidents") == [(40, 40)]
+    assert query(home, "SELECT count(*) FROM ingest_ledger") == [(1,)]
 
 
 def test_a_corrected_redelivery_of_a_period_replaces_that_periods_rows(home, tmp_path):
