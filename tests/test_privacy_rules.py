@@ -1,7 +1,8 @@
 """Rules of PRIVACY.md that had no test able to fail (schemas/PRIVACY_RULES.md lists every rule with its tests).
 
 - Keys: never from a file in the repository; a master key (or rotated chain) never shows itself nor pickles.
-- Geography: shared maps never plot points (folium markers) from partner locations.
+- Geography: shared maps never plot points (folium markers) from partner locations; every published area code
+  is one of the installation's areas (never a grid cell, an address or a point).
 """
 
 from __future__ import annotations
@@ -103,3 +104,50 @@ def test_free_text_is_stored_scrubbed(generated_home):
     assert (again == stored).all(), "a stored description still holds something the scrubber removes"
     tokens = (privacy.TOKEN_PERSONNUMMER, privacy.TOKEN_PHONE, privacy.TOKEN_EMAIL, privacy.TOKEN_PLATE)
     assert all(stored.str.contains(t, regex=False).any() for t in tokens), "nothing scrubbed: the test proves nothing"
+
+
+AREA_COLUMNS = ("Områdeskod", "area_code")  # the area column of every published CSV, Swedish and English
+
+
+def _published_area_codes(out: Path) -> dict[str, set[str]]:
+    import csv
+
+    found: dict[str, set[str]] = {}
+    for path in sorted(out.rglob("*.csv")):
+        text = path.read_text(encoding="utf-8-sig")
+        dialect = csv.Sniffer().sniff(text.splitlines()[0], delimiters=";,")
+        for row in csv.DictReader(text.splitlines(), dialect=dialect):
+            for column in AREA_COLUMNS:
+                if row.get(column):
+                    found.setdefault(str(path.relative_to(out)), set()).add(row[column])
+    return found
+
+
+def _not_areas(out: Path, home) -> dict[str, list[str]]:
+    """Per published CSV, the values of its area column that are not one of the installation's areas."""
+    from contextlib import closing
+
+    from pipelines import report_weekly, warehouse
+
+    with closing(warehouse.connect(home, read_only=True)) as con:
+        areas = {row[0] for row in con.execute("SELECT area_code FROM areas").fetchall()}
+    allowed = areas | {report_weekly.UNPLACED, "unplaced"}
+    return {name: sorted(codes - allowed) for name, codes in _published_area_codes(out).items() if codes - allowed}
+
+
+def test_every_published_area_is_a_deso_area_or_the_unplaced_label(generated_home):
+    # PRIVACY.md: the smallest published area is a DeSO area (or a merge of them); never a grid cell, an address
+    # or a point. Every area code in every CSV under out/ must be one of the installation's areas.
+    assert len(_published_area_codes(generated_home.out)) >= 2  # the weekly area table and the quarterly map
+    assert _not_areas(generated_home.out, generated_home) == {}
+
+
+def test_the_area_check_would_catch_a_grid_cell_in_a_published_table(generated_home, tmp_path):
+    out = tmp_path / "out"
+    weekly = next(generated_home.out.rglob("*_omraden.csv"))
+    target = out / weekly.relative_to(generated_home.out)
+    target.parent.mkdir(parents=True)
+    lines = weekly.read_text(encoding="utf-8-sig").splitlines()
+    lines.append(";".join(["6550250_1493250"] + lines[1].split(";")[1:]))  # a 250 m grid cell as an "area"
+    target.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert _not_areas(out, generated_home) == {str(target.relative_to(out)): ["6550250_1493250"]}
