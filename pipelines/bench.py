@@ -141,6 +141,7 @@ def _source_rows(con, home: Home, partner: str, columns: list[str], sample: int,
     The source file is found through the ledger (delivery id -> file name) and read again by the pipeline's own
     reader; what is checked is what was made of the text, not how the text was read."""
     import numpy as np
+    import pandas as pd
 
     from pipelines.contracts import load_contracts
     from pipelines.readers import read_delivery, resolve_columns
@@ -160,8 +161,6 @@ def _source_rows(con, home: Home, partner: str, columns: list[str], sample: int,
         texts.append(group.assign(**{
             column: raw.table.column(found[contract.columns[column].source]).to_numpy(zero_copy_only=False)[position]
             for column in columns}))
-    import pandas as pd
-
     return pd.concat(texts, ignore_index=True) if texts else picked.assign(**{column: [] for column in columns})
 
 
@@ -194,12 +193,15 @@ def check_placements(con, home: Home) -> dict:
     x = sample["sweref99_e"].astype(float).to_numpy()
     y = sample["sweref99_n"].astype(float).to_numpy()
     points = shapely.points(x, y)
+    # One STRtree query for all points: "within" is strictly inside (as the exact test counts it), "touches" is on
+    # a boundary.
+    tree = shapely.STRtree(np.asarray(areas.geometry.to_numpy(), dtype=object))
+    codes = areas["area_code"].to_numpy(dtype=object)
     expected = np.full(len(points), None, dtype=object)
+    point_at, area_at = tree.query(points, predicate="within")
+    expected[point_at] = codes[area_at]
     on_border = np.zeros(len(points), dtype=bool)
-    for code, polygon in zip(areas["area_code"], areas.geometry):
-        inside = shapely.contains_xy(polygon, x, y)
-        expected[inside] = code
-        on_border |= shapely.distance(polygon.boundary, points) < 1e-6
+    on_border[tree.query(points, predicate="touches")[0]] = True
     stored = sample["area_code"].to_numpy(dtype=object)
     wrong = (stored != expected) & ~on_border
     if wrong.any():

@@ -587,6 +587,3 @@ STATUS_COLUMNS = {
     "person_id_status": "person_id",
 }
 
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)

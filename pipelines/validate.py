@@ -201,6 +201,3 @@ def bulk_validate(frame: pd.DataFrame, extent: dict[str, tuple[float, float]] | 
     grouped = failing.drop_duplicates().sort_values(["row", "reason"]).groupby("row", sort=True)["reason"]
     return {int(row): list(reasons) for row, reasons in grouped}
 
-
-def failing_mask(frame: pd.DataFrame, reasons: dict[int, list[str]]) -> np.ndarray:
-    return frame["source_row"].isin(list(reasons)).to_numpy()
