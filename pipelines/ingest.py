@@ -20,6 +20,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines import geography, privacy, validate
 from pipelines.canonical import to_canonical
@@ -153,8 +154,55 @@ def _stage_incidents(
     return staged[INCIDENT_COLUMNS]
 
 
-def _load(con, staged: pd.DataFrame) -> None:
+# Columns with a handful of values per file (a vocabulary, or one value per delivery). Handed to DuckDB as
+# Arrow dictionary arrays, the text of each distinct value is converted once, not once per row: measured here
+# (2 cores) that made inserting these columns into the persistent table about 1.3x faster.
+_FEW_VALUES = ("partner", "delivery_id", "time_precision", "iso_week", "category", "partner_category", "place_type",
+               "location_precision", "key_id")
+
+
+def _record_keys(pseudonyms: pa.Array) -> pa.Array:
+    """`record_key`: the first 64 bits of each 64-hex pseudonym as an unsigned integer (sql/003 says why), in
+    numpy over the Arrow buffer rather than by parsing text per row in SQL."""
+    if len(pseudonyms) == 0:
+        return pa.array([], type=pa.uint64())
+    prefix = pc.utf8_slice_codeunits(pseudonyms, 0, 16)
+    if prefix.null_count:
+        raise ValueError("a staged incident has no record pseudonym")
+    offsets = np.frombuffer(prefix.buffers()[1], dtype=np.int32)[prefix.offset:prefix.offset + len(prefix) + 1]
+    data = np.frombuffer(prefix.buffers()[2], dtype=np.uint8)
+    digits = data[offsets[0]:offsets[-1]].reshape(len(prefix), 16)
+    if not np.all(np.diff(offsets) == 16):
+        raise ValueError("a record pseudonym is not 64 hex characters")
+    nibbles = np.where(digits >= ord("a"), digits - (ord("a") - 10), digits - ord("0")).astype(np.uint64)
+    keys = np.zeros(len(prefix), dtype=np.uint64)
+    for column in range(16):
+        keys = (keys << np.uint64(4)) | nibbles[:, column]
+    return pa.array(keys, type=pa.uint64())
+
+
+def staged_table(staged: pd.DataFrame) -> pa.Table:
+    """The staged rows as the Arrow table the loader reads: the person pseudonym wrapped into the `persons`
+    list, `record_key` computed, columns of few values dictionary-encoded."""
     table = pa.Table.from_pandas(staged, preserve_index=False)
+    columns = {}
+    for name in table.column_names:
+        column = table[name].combine_chunks()
+        if name in _FEW_VALUES:
+            column = column.dictionary_encode()
+        columns[name] = column
+    person = columns.pop("person")
+    if pa.types.is_null(person.type):
+        person = person.cast(pa.string())
+    offsets = pa.array(np.arange(len(person) + 1, dtype=np.int32))
+    mask = pc.is_null(person) if person.null_count else None
+    columns["persons"] = pa.ListArray.from_arrays(offsets, person.fill_null(""), mask=mask)
+    columns["record_key"] = _record_keys(columns["partner_record_id"].cast(pa.string()))
+    return pa.table(columns)
+
+
+def _load(con, staged: pd.DataFrame | pa.Table) -> None:
+    table = staged if isinstance(staged, pa.Table) else staged_table(staged)
     con.register("staged_incidents", table)
     try:
         con.execute(sql_text("upsert_incidents"))
@@ -203,10 +251,11 @@ class PreparedDelivery:
     """One file after everything that needs no database: read, canonical, validated, pseudonymised, placed.
 
     ``receipt.status`` is "rejected" or "empty" when there is nothing to load, else "accepted" with
-    ``staged`` (the rows to load), ``reasons`` (quarantine) and, for period snapshots, ``delivered_ids``."""
+    ``staged`` (the rows to load, as the loader's Arrow table: converting pandas columns to Arrow holds
+    Python's lock, so it is done here, in the preparing thread, not in the one DuckDB loads in), ``reasons`` (quarantine) and, for period snapshots, ``delivered_ids``."""
 
     receipt: Receipt
-    staged: pd.DataFrame | None = None
+    staged: pa.Table | None = None
     reasons: dict[int, list[str]] | None = None
     delivered_ids: pd.DataFrame | None = None
 
@@ -299,7 +348,7 @@ def prepare_delivery(
         ids = frame["record_id"].dropna()
         delivered_ids = pd.DataFrame({"partner_record_id": privacy.pseudonymise(
             ids, privacy.derive_key(master_key, RECORD_DOMAIN))})
-    return PreparedDelivery(receipt, staged, reasons, delivered_ids)
+    return PreparedDelivery(receipt, staged_table(staged), reasons, delivered_ids)
 
 
 def apply_delivery(

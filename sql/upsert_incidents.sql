@@ -6,11 +6,10 @@
 -- `incidents` has no primary-key index (sql/003_incidents_without_art_index.sql says why): this file keeps
 -- (partner, partner_record_id) unique, finding held records through record_key. Staged rows are unique per
 -- record already (canonical.py quarantines a record repeated in a file).
+-- The staged relation already carries `persons` (the row's person pseudonym as a list, or NULL) and
+-- `record_key` (the pseudonym's first 64 bits): ingest.staged_table computes both in bulk.
 CREATE OR REPLACE TEMP VIEW upsert_staged AS
-SELECT * EXCLUDE (person),
-       CASE WHEN person IS NULL THEN NULL ELSE [person] END AS persons,
-       ('0x' || left(partner_record_id, 16))::UBIGINT AS record_key
-FROM staged_incidents;
+SELECT * FROM staged_incidents;
 
 -- The staged records already held, and whether the staged row replaces the held one.
 CREATE OR REPLACE TEMP TABLE upsert_held AS
