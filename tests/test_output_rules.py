@@ -16,6 +16,7 @@ from contextlib import closing
 from datetime import datetime, timezone
 from html.parser import HTMLParser
 
+import duckdb
 import pandas as pd
 
 from pipelines import audit_outputs, validate, warehouse
@@ -84,10 +85,19 @@ def test_partner_export_csv_neutralises_formula_cells(generated_home, tmp_path):
     home = Home(tmp_path / "home")
     shutil.copytree(generated_home.root, home.root)
     with closing(warehouse.connect(home)) as con:
-        con.execute("UPDATE incidents SET place_type = ? WHERE partner = 'housing'", [FORMULAS[0]])
+        # place_type and category are ENUMs of the project's catalogues (warehouse.sync_vocabularies): the store
+        # refuses a formula there, so the attack goes into area_code, text a partner outside the installation's
+        # geography (police_uk) delivers as given.
+        refused = False
+        try:
+            con.execute("UPDATE incidents SET place_type = ? WHERE partner = 'housing'", [FORMULAS[0]])
+        except duckdb.ConversionException:
+            refused = True
+        assert refused, "the store accepted a place_type outside schemas/incident.yaml"
+        con.execute("UPDATE incidents SET area_code = ? WHERE partner = 'housing'", [FORMULAS[0]])
     own, _ = audiences.export_partner(home, "housing", TEST_KEY)
     rows = list(csv.DictReader(io.StringIO(own.read_text(encoding="utf-8"))))
-    assert rows and all(r["place_type"] == "'" + FORMULAS[0] for r in rows)
+    assert rows and all(r["area_code"] == "'" + FORMULAS[0] for r in rows)
 
 
 def test_great_expectations_results_hold_no_identifier_values(tmp_path, monkeypatch):

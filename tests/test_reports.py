@@ -73,7 +73,7 @@ def _incidents_for(partner: str, monday: date, area: str | None, category: str, 
                 "iso_week": _iso(monday),
                 "category": category,
                 "partner_category": FORMULA,
-                "place_type": TEMPLATE,
+                "place_type": "other",  # an ENUM of schemas/incident.yaml: hostile text cannot be stored there
                 "area_code": area,
                 "location_precision": "area" if area else "unplaced",
                 "description": XSS + " " + TEMPLATE + " " + FORMULA,

@@ -1,0 +1,59 @@
+"""The closed vocabularies of `incidents` are ENUMs of the project's catalogues (warehouse.sync_vocabularies)."""
+
+import duckdb
+import pytest
+
+from pipelines import warehouse
+
+
+def _warehouse_with_an_incident() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    warehouse.migrate(con)
+    con.execute(
+        "INSERT INTO incidents (partner, partner_record_id, revision, delivery_id, source_row, occurred_from, "
+        "time_precision, iso_week, category, place_type, location_precision, record_key) VALUES "
+        "('housing', 'ab', 1, 'd1', 1, TIMESTAMPTZ '2026-03-02 21:30:00+01', 'exact', '2026-W10', 'graffiti', "
+        "'park', 'point', 1)")
+    return con
+
+
+def _type(con, column: str) -> str:
+    return con.execute("SELECT data_type FROM information_schema.columns WHERE table_name = 'incidents' "
+                       "AND column_name = ?", [column]).fetchone()[0]
+
+
+def test_each_vocabulary_column_is_the_enum_of_its_catalogue():
+    con = _warehouse_with_an_incident()
+    for column, values in warehouse.incident_vocabularies().items():
+        assert _type(con, column) == warehouse._enum_type(values)
+    assert "graffiti" in warehouse.incident_vocabularies()["category"]
+
+
+def test_the_store_refuses_a_category_outside_the_taxonomy():
+    con = _warehouse_with_an_incident()
+    with pytest.raises(duckdb.ConversionException):
+        con.execute("UPDATE incidents SET category = 'made_up_category'")
+    assert con.execute("SELECT category FROM incidents").fetchone()[0] == "graffiti"
+
+
+def test_a_warehouse_written_before_the_enums_is_converted_with_its_values_kept():
+    con = _warehouse_with_an_incident()
+    con.execute("ALTER TABLE incidents ALTER COLUMN category TYPE VARCHAR")
+    assert warehouse.sync_vocabularies(con) == ["category"]
+    assert con.execute("SELECT category FROM incidents").fetchone()[0] == "graffiti"
+    assert warehouse.sync_vocabularies(con) == []  # nothing left to do: connecting again costs one query
+
+
+def test_a_catalogue_that_grows_widens_the_column_and_one_that_drops_a_stored_value_stops(monkeypatch):
+    con = _warehouse_with_an_incident()
+    current = warehouse.incident_vocabularies()
+    grown = dict(current, category=tuple(sorted(current["category"] + ("bicycle_theft",))))
+    monkeypatch.setattr(warehouse, "incident_vocabularies", lambda: grown)
+    assert warehouse.sync_vocabularies(con) == ["category"]
+    con.execute("UPDATE incidents SET category = 'bicycle_theft'")
+
+    shrunk = dict(current)  # without bicycle_theft, which a stored incident now holds
+    monkeypatch.setattr(warehouse, "incident_vocabularies", lambda: shrunk)
+    with pytest.raises(duckdb.ConversionException):
+        warehouse.sync_vocabularies(con)
+    assert con.execute("SELECT category FROM incidents").fetchone()[0] == "bicycle_theft"
