@@ -170,14 +170,10 @@ def _record_keys(pseudonyms: pa.Array) -> pa.Array:
     if prefix.null_count:
         raise ValueError("a staged incident has no record pseudonym")
     offsets = np.frombuffer(prefix.buffers()[1], dtype=np.int32)[prefix.offset:prefix.offset + len(prefix) + 1]
-    data = np.frombuffer(prefix.buffers()[2], dtype=np.uint8)
-    digits = data[offsets[0]:offsets[-1]].reshape(len(prefix), 16)
     if not np.all(np.diff(offsets) == 16):
         raise ValueError("a record pseudonym is not 64 hex characters")
-    nibbles = np.where(digits >= ord("a"), digits - (ord("a") - 10), digits - ord("0")).astype(np.uint64)
-    keys = np.zeros(len(prefix), dtype=np.uint64)
-    for column in range(16):
-        keys = (keys << np.uint64(4)) | nibbles[:, column]
+    hex_digits = prefix.buffers()[2].to_pybytes()[offsets[0]:offsets[-1]]
+    keys = np.frombuffer(bytes.fromhex(hex_digits.decode("ascii")), dtype=">u8").astype(np.uint64)
     return pa.array(keys, type=pa.uint64())
 
 
