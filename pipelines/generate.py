@@ -2084,20 +2084,27 @@ _BENCH_WRITERS = {"police_cases": _bench_police_cases, "housing": _bench_housing
                   "social_services": _bench_social_services}
 
 
-def generate_bench(home: Home, rows: int, seed: int = DEFAULT_SEED) -> list[Path]:
+def generate_bench(home: Home, rows: int, seed: int = DEFAULT_SEED, areas: Any = None) -> list[Path]:
     """About ``rows`` incidents in a few large CSV files (the police case export, the housing export and the
     delivery template from social services, 60/25/15 %, at most BENCH_ROWS_PER_FILE rows a file) in their
     partners' drop folders, for the load benchmark: no Excel, not per week, 52 weeks ending DEFAULT_LAST_WEEK.
     Columns are built whole with numpy and Arrow (dates from a per-day and per-minute lookup) and written by
     Arrow's CSV writer: about a million rows a second. Writes the address register when the home has none, so
-    that the housing rows can be placed. Deterministic for a given ``rows`` and ``seed``.
+    that the housing rows can be placed. Deterministic for a given ``rows``, ``seed`` and ``areas``.
+
+    ``areas``: where the incidents happen, by population: the municipality's own areas (None, the default) or
+    another areas frame such as :func:`geography.national_areas` (all 290 municipalities' 5,984 DeSO): the
+    police's points and the social services' area codes are then drawn over all of them. The housing partner
+    stays the municipality's own (its address register is Örebro's, as a municipal housing company's is), and
+    the police export keeps the municipality's name in its Kommun column (the contract quarantines any other).
     """
     home.ensure()
-    areas = geography.build_areas().sort_values("area_code", ignore_index=True)
+    own_areas = geography.build_areas().sort_values("area_code", ignore_index=True)
+    areas = own_areas if areas is None else areas.sort_values("area_code", ignore_index=True)
     if home.address_register.exists():
         addresses = pd.read_csv(home.address_register, dtype={"address": str})["address"].to_numpy(dtype=object)
     else:
-        frame = _build_register(areas, _rng(seed, "register"))
+        frame = _build_register(own_areas, _rng(seed, "register"))
         _write_register(frame, home)
         addresses = frame["address"].to_numpy(dtype=object)
     population = areas["population"].fillna(0).to_numpy(dtype=float)

@@ -65,12 +65,14 @@ def load_interventions(path: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def prepare_reference(home: Home) -> None:
+def prepare_reference(home: Home, areas: geography.gpd.GeoDataFrame | None = None) -> None:
     """Areas (stand-in or SCB's DeSO), partners and the intervention register into the warehouse.
 
     Rebuilt whole each time from their sources, in one transaction, so a rerun gives the same tables.
+    ``areas`` replaces the municipality's own (:func:`geography.build_areas`), e.g. the national stand-in areas
+    `est bench` places against (:func:`geography.national_areas`).
     """
-    areas = geography.build_areas()
+    areas = geography.build_areas() if areas is None else areas
     contracts = load_contracts()
     partners = pd.DataFrame(
         [(c.partner, c.name, c.sensitive, c.version) for c in contracts.values()],

@@ -14,11 +14,16 @@ from pipelines.settings import Home
 KEY = bytes.fromhex("5a" * 32)
 
 
-@pytest.fixture(scope="module")
-def small_bench(tmp_path_factory):
+# A handful of neighbouring municipalities stands in for all 290 (whose areas take about 20 s to build): their
+# generalised boundaries overlap a little, as the national layer's do.
+MUNICIPALITIES = ("1880", "1814", "1881", "1862", "1885")
+
+
+@pytest.fixture(scope="module", params=["municipality", "national"])
+def small_bench(request, tmp_path_factory):
     home = Home(tmp_path_factory.mktemp("bench")).ensure()
-    bench.prepare_size(home, 30_000, echo=lambda line: None)
-    figures = bench.run_size(home, 30_000, KEY, echo=lambda line: None)
+    bench.prepare_size(home, 30_000, echo=lambda line: None, areas=request.param, municipalities=MUNICIPALITIES)
+    figures = bench.run_size(home, 30_000, KEY, echo=lambda line: None, areas=request.param)
     return home, figures
 
 
@@ -30,6 +35,21 @@ def test_a_size_runs_end_to_end_and_passes_its_own_checks(small_bench):
     assert set(figures["stage_rows_per_second"]) == set(bench.STAGES)
     assert all(figures["stage_rows_per_second"][stage] for stage in bench.STAGES)
     assert figures["end_to_end_rows_per_second"] > 0 and figures["peak_memory_mb"] > 0
+
+
+def test_the_areas_placed_against_are_recorded_and_incidents_spread_over_them(small_bench):
+    home, figures = small_bench
+    bench_home = bench._size_home(home, 30_000)
+    with closing(warehouse.connect(bench_home, read_only=True)) as con:
+        municipalities = {row[0] for row in con.execute(
+            "SELECT DISTINCT a.municipality_code FROM incidents AS i JOIN areas AS a USING (area_code)").fetchall()}
+    if figures["areas"]["kind"] == "municipality":
+        assert figures["areas"] == {"kind": "municipality", "count": 87, "municipalities": 1}
+        assert municipalities == {"1880"}
+    else:
+        assert figures["areas"]["municipalities"] == len(MUNICIPALITIES) and figures["areas"]["count"] > 87
+        assert municipalities == set(MUNICIPALITIES)  # placed by population over all of them
+        assert bench.national_areas_path(home).is_file()  # kept for the next run
 
 
 def _tampered(home: Home, sql: str):
@@ -66,8 +86,12 @@ def test_each_self_check_fails_when_its_output_is_broken(small_bench, sql, compl
 def test_the_command_writes_json_with_every_size(tmp_path):
     home = Home(tmp_path / "home").ensure()
     out = tmp_path / "figures.json"
-    figures = bench.run_bench(home, sizes=(5_000, 10_000), json_path=out, echo=lambda line: None, airflow=False)
+    figures = bench.run_bench(home, sizes=(5_000, 10_000), json_path=out, echo=lambda line: None, airflow=False,
+                              municipalities=MUNICIPALITIES)
     written = json.loads(out.read_text())
+    assert written["areas"]["kind"] == "national" and written["areas"]["municipalities"] == len(MUNICIPALITIES)
+    assert all(size["areas"]["count"] == written["areas"]["count"] for size in written["sizes"])
+    assert "areas: national" in bench.render_table(written)
     assert [size["rows"] for size in written["sizes"]] == [5_000, 10_000] == [s["rows"] for s in figures["sizes"]]
     assert "rows_per_second_largest_over_smallest" in written
     assert "| **end to end** |" in bench.render_table(written)
