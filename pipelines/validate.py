@@ -39,9 +39,10 @@ PAIR_REASON = "occurred_to: before occurred_from"
 # Great Expectations validates every delivery up to this many rows: all weekly deliveries, by far (Örebro's
 # partners send hundreds of rows a week). Above it (a history reload, a national export, the benchmark) the
 # same suite is evaluated in bulk by :func:`bulk_validate`, a vectorised reading of each expectation: GX costs
-# about 5 s per million rows here, the bulk reading 0.05 s. tests/test_validate_bulk.py shows both give the
-# same reasons on the same rows, and bulk_validate refuses an expectation type it cannot read, so the two
-# cannot drift apart silently.
+# about 5 s per million rows here, the bulk reading 0.05 s. Both read one definition (:func:`suite_rules`: GX's
+# suite is built from it and from nothing else), tests/test_validate_bulk.py shows both give the same reasons on
+# the same rows, and bulk_validate refuses an expectation type it cannot read, so the two cannot drift apart
+# silently.
 GX_MAX_ROWS = 200_000
 
 
@@ -66,34 +67,58 @@ def _batch_definition():
     return asset.add_batch_definition_whole_dataframe("whole_delivery")
 
 
+class Rule:
+    """One expectation of the suite as plain data: the Great Expectations class name, its arguments (also
+    readable as attributes, like a GX expectation's) and its meta."""
+
+    def __init__(self, kind: str, meta: dict, **kwargs):
+        self.kind = kind
+        self.meta = meta
+        self.kwargs = kwargs
+        for name, value in kwargs.items():
+            setattr(self, name, value)
+
+    def __repr__(self) -> str:
+        return f"Rule({self.kind}, {self.kwargs}, meta={self.meta})"
+
+
 @lru_cache(maxsize=8)
-def expectation_suite(extent: tuple[tuple[str, float, float], ...] = ()):
-    """The rules every contract gets (schemas/CONTRACTS.md). Each carries its reason in meta.
+def suite_rules(extent: tuple[tuple[str, float, float], ...] = ()) -> tuple[Rule, ...]:
+    """The rules every contract gets (schemas/CONTRACTS.md), each with its reason in meta: the one definition
+    both engines read. :func:`expectation_suite` builds the Great Expectations suite from exactly these (and
+    nothing else), :func:`bulk_validate` evaluates them without importing Great Expectations (its import
+    alone takes 3-4 s, more than checking ten million rows in bulk).
 
     ``extent`` overrides the coordinate ranges (a contract's ``extent:``, for a partner outside Sweden)."""
-    import great_expectations as gx
-    import great_expectations.expectations as gxe
-
-    _batch_definition()  # GX builds suites only inside an active data context, even for the bulk reading
-    suite = gx.ExpectationSuite(name="est_canonical_incident")
-    for column, field in STATUS_COLUMNS.items():
-        suite.add_expectation(
-            gxe.ExpectColumnValuesToBeInSet(column=column, value_set=["ok"], meta={"field": field})
-        )
+    rules = [
+        Rule("ExpectColumnValuesToBeInSet", {"field": field}, column=column, value_set=["ok"])
+        for column, field in STATUS_COLUMNS.items()
+    ]
     override = {name: (low, high) for name, low, high in extent}
     for column, ((low, high), reason) in RANGE_RULES.items():
         if column in override:
             low, high = override[column]
             reason = f"coordinates: {column} outside the contract's extent [{low}, {high}] (swapped or zero?)"
-        suite.add_expectation(
-            gxe.ExpectColumnValuesToBeBetween(column=column, min_value=low, max_value=high, meta={"reason": reason})
-        )
-    suite.add_expectation(
-        gxe.ExpectColumnPairValuesAToBeGreaterThanB(
-            column_A="occurred_to", column_B="occurred_from", or_equal=True,
-            ignore_row_if="either_value_is_missing", meta={"reason": PAIR_REASON},
-        )
-    )
+        rules.append(Rule("ExpectColumnValuesToBeBetween", {"reason": reason},
+                          column=column, min_value=low, max_value=high))
+    rules.append(Rule(
+        "ExpectColumnPairValuesAToBeGreaterThanB", {"reason": PAIR_REASON},
+        column_A="occurred_to", column_B="occurred_from", or_equal=True, ignore_row_if="either_value_is_missing",
+    ))
+    return tuple(rules)
+
+
+@lru_cache(maxsize=8)
+def expectation_suite(extent: tuple[tuple[str, float, float], ...] = ()):
+    """The Great Expectations suite of :func:`suite_rules` (the rules every contract gets, each with its
+    reason in meta). ``extent`` overrides the coordinate ranges (a contract's ``extent:``)."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    _batch_definition()  # GX builds suites only inside an active data context
+    suite = gx.ExpectationSuite(name="est_canonical_incident")
+    for rule in suite_rules(extent):
+        suite.add_expectation(getattr(gxe, rule.kind)(**rule.kwargs, meta=dict(rule.meta)))
     return suite
 
 
@@ -151,7 +176,7 @@ def _unexpected(expectation, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarra
     Each branch reads the expectation the way Great Expectations does: missing values are not checked by
     in-set and range rules (GX skips nulls), and the pair rule ignores a row where either value is missing
     (``ignore_row_if="either_value_is_missing"``)."""
-    kind = type(expectation).__name__
+    kind = getattr(expectation, "kind", type(expectation).__name__)
     if kind == "ExpectColumnValuesToBeInSet":
         # In the column's own dtype (Arrow-backed strings compare in bulk; object would hash every value).
         values = frame[expectation.column]
@@ -177,13 +202,14 @@ def _unexpected(expectation, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarra
 
 
 def bulk_validate(frame: pd.DataFrame, extent: dict[str, tuple[float, float]] | None = None) -> dict[int, list[str]]:
-    """The suite of :func:`expectation_suite`, evaluated column-wise with numpy: the same reasons as
-    :func:`gx_validate` on the same rows, at bulk speed (no Great Expectations run)."""
+    """The rules of :func:`suite_rules` (the Great Expectations suite's definition), evaluated column-wise with
+    numpy: the same reasons as :func:`gx_validate` on the same rows, at bulk speed (Great Expectations is
+    neither run nor imported)."""
     if frame.empty:
         return {}
     rows = frame["source_row"].to_numpy()
     found: list[tuple[np.ndarray, np.ndarray]] = []  # (rows, reasons) per expectation
-    for expectation in expectation_suite(_extent_key(extent)).expectations:
+    for expectation in suite_rules(_extent_key(extent)):
         mask, codes = _unexpected(expectation, frame)
         if not mask.any():
             continue
