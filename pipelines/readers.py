@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from pipelines.contracts import Contract
@@ -134,16 +135,16 @@ def _read_csv_fast(data: bytes, contract: Contract, file_name: str) -> RawDelive
     encoding = detect_encoding(data[:65536], contract.encoding)
     if encoding not in ("utf-8", "utf-8-sig", "windows-1252"):
         return None
-    body = data
+    start = 0  # where the text starts (after byte-order marks), without copying the bytes
     if encoding == "utf-8-sig":
         # The codec drops one byte-order mark and the careful read drops a second one.
         for _ in range(2):
-            if body.startswith(codecs.BOM_UTF8):
-                body = body[len(codecs.BOM_UTF8):]
-    if _BLANK_BYTES.search(body) is None:
+            if data.startswith(codecs.BOM_UTF8, start):
+                start += len(codecs.BOM_UTF8)
+    if _BLANK_BYTES.search(data, start) is None:
         return None  # blank: the careful read says so
-    newline = body.find(b"\n")
-    first = (body if newline < 0 else body[:newline]).rstrip(b"\r")
+    newline = data.find(b"\n", start)
+    first = (data[start:] if newline < 0 else data[start:newline]).rstrip(b"\r")
     codec = "utf-8" if encoding.startswith("utf-8") else encoding
     try:
         first_line = first.decode(codec)
@@ -157,17 +158,28 @@ def _read_csv_fast(data: bytes, contract: Contract, file_name: str) -> RawDelive
     names = _header_names(first_line, delimiter)
     width = len(names)
     single_byte = codec != "utf-8"
-    try:
-        table = pacsv.read_csv(
-            io.BytesIO(body),
-            read_options=pacsv.ReadOptions(
-                column_names=[f"c{i}" for i in range(width)], skip_rows=1, use_threads=True, block_size=1 << 20,
-            ),
-            # No invalid-row handler: a ragged row raises, and the careful read reports it with its number.
-            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
-            convert_options=_text_options(width, pa.binary() if single_byte else pa.string()),
-        )
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+    body = pa.py_buffer(data).slice(start)  # read by Arrow in place: no copy, no Python file calls
+    table = None
+    # First without newlines_in_values: the file is cut into blocks at line ends, which is faster. Where a cut
+    # falls inside a quoted value that holds a line break, the parser ends that block inside a quote and Arrow
+    # raises ("parser got out of sync with chunker"), never a different table; the file is then read again
+    # with newlines_in_values, the way it always was (as is any file this read refuses for another reason).
+    for newlines_in_values in (False, True):
+        try:
+            table = pacsv.read_csv(
+                pa.BufferReader(body),
+                read_options=pacsv.ReadOptions(
+                    column_names=[f"c{i}" for i in range(width)], skip_rows=1, use_threads=True,
+                    block_size=1 << 20,
+                ),
+                # No invalid-row handler: a ragged row raises, and the careful read reports it with its number.
+                parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=newlines_in_values),
+                convert_options=_text_options(width, pa.binary() if single_byte else pa.string()),
+            )
+            break
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+    if table is None:
         return None
     if single_byte:
         columns = []
@@ -242,25 +254,38 @@ def _transcode_chunk(chunk: pa.Array, codec: str) -> pa.Array | None:
     )
 
 
+# A column whose first values hold at most one distinct value in this many is transcoded through its
+# dictionary (categories, places); any other column as one blob.
+_DICTIONARY_SAMPLE = 20_000
+_DICTIONARY_SHARE = 4
+
+
 def _transcode_column(column: pa.ChunkedArray, codec: str) -> pa.ChunkedArray | None:
-    chunks = []
-    for chunk in column.chunks:
-        converted = None
-        offsets, data = _value_bytes(chunk)
-        if len(chunk) and (data[offsets[0]: offsets[-1]] >= 0x80).any():
-            # Few distinct values (categories, places): transcode each once; otherwise the whole chunk.
-            encoded = chunk.dictionary_encode()
-            if len(encoded.dictionary) * 4 <= len(chunk):
-                dictionary = _transcode_chunk(encoded.dictionary, codec)
-                if dictionary is None:
-                    return None
-                converted = dictionary.take(encoded.indices)
-        if converted is None:
-            converted = _transcode_chunk(chunk, codec)
-        if converted is None:
-            return None
-        chunks.append(converted)
-    return pa.chunked_array(chunks, pa.string())
+    """A binary column in a single-byte codec as UTF-8 strings (None: a byte the codec lacks), in one piece
+    (in pieces of the parser's blocks if very large): a plain ASCII column is only relabelled; one with few
+    distinct values is transcoded once per value, any other as one blob."""
+    if not any(len(chunk) and _holds_high_byte(chunk) for chunk in column.chunks):
+        return pa.chunked_array([_string_view(chunk) for chunk in column.chunks], pa.string())
+    pieces = [column.combine_chunks()] if column.nbytes < 2**29 else column.chunks
+    converted = [_transcode_array(piece, codec) for piece in pieces]
+    if any(piece is None for piece in converted):
+        return None
+    return pa.chunked_array(converted, pa.string())
+
+
+def _transcode_array(values: pa.Array, codec: str) -> pa.Array | None:
+    sample = values.slice(0, _DICTIONARY_SAMPLE)
+    if len(pc.unique(sample)) * _DICTIONARY_SHARE <= len(sample):
+        encoded = values.dictionary_encode()
+        if len(encoded.dictionary) * _DICTIONARY_SHARE <= len(values):
+            dictionary = _transcode_chunk(encoded.dictionary, codec)
+            return None if dictionary is None else dictionary.take(encoded.indices)
+    return _transcode_chunk(values, codec)
+
+
+def _holds_high_byte(chunk: pa.Array) -> bool:
+    offsets, data = _value_bytes(chunk)
+    return bool((data[offsets[0]: offsets[-1]] >= 0x80).any())
 
 
 def _read_csv_careful(data: bytes, contract: Contract, file_name: str) -> RawDelivery:
@@ -315,8 +340,6 @@ def _refuse_runaway_quotes(table: pa.Table, delimiter: str, width: int, file_nam
     the parser read whole following records into the field, so they would silently vanish from the count.
     Only values holding a line break are looked at (found in bulk), and a line inside a field that has as many
     delimiters as a whole record is taken as a swallowed row."""
-    import pyarrow.compute as pc
-
     if width < 2:
         return
     for number, column in enumerate(table.columns):

@@ -565,3 +565,38 @@ def test_local_times_become_utc_as_pandas_localizes_them(tz):
     naive = pd.Series(values.astype("datetime64[us]"))
     expected = naive.dt.tz_localize(tz, ambiguous=np.ones(len(naive), dtype=bool), nonexistent="shift_forward")
     assert np.array_equal(_localize(values, tz), expected.dt.tz_convert("UTC").astype("datetime64[us, UTC]").array.asi8)
+
+
+def _large_file(rows: int, multiline_share: float, seed: int, line_end: str = "\n") -> str:
+    """A file of several parser blocks (1 MB each): ids, many distinct and few distinct non-ASCII values, and
+    quoted descriptions of which a share hold line breaks (some with delimiters and quotes after them)."""
+    rng = np.random.default_rng(seed)
+    places = ["Källare/förråd", "Trapphus", "Gård", "Tvättstuga", "Entré €"]
+    lines = ["Id;Tid;Typ;Plats;Adress;Text"]
+    for i in range(rows):
+        text = "Bråk i trapphuset " * int(rng.integers(0, 4))
+        if rng.random() < multiline_share:
+            text += rng.choice(["\n", "\r\n", "\nA;B;C;D;E", '"";x\n', "\n\n"]) + "slut"
+        lines.append(f'"R{i:07d}";"2026-03-{1 + i % 28:02d}";"Klotter";"{places[i % 5]}";'
+                     f'"Vägen {int(rng.integers(1, 10**6))} åä";"{text.replace(chr(34), chr(34) * 2)}"')
+    return line_end.join(lines) + line_end
+
+
+@pytest.mark.parametrize("multiline_share", [0.0, 0.00002, 0.001, 0.2])
+@pytest.mark.parametrize("encoding, line_end", [("utf-8", "\n"), ("cp1252", "\r\n")])
+def test_large_files_with_line_breaks_in_values_read_as_before(tmp_path, multiline_share, encoding, line_end):
+    # The fast read first cuts the file at every line end (without newlines_in_values) and reads it again
+    # the careful way round when a cut falls inside a quoted value: the result is the same either way.
+    contract = parse_contract({**CONTRACT, "columns": {"record_id": {"from": "Id"}, "occurred_from": {"from": "Tid"},
+                                                      "category": {"from": "Typ"}, "place_type": {"from": "Plats"},
+                                                      "address": {"from": "Adress"}, "description": {"from": "Text"}}},
+                              tmp_path / "edgepartner.yaml")
+    data = _large_file(60_000, multiline_share, seed=int(multiline_share * 1e5), line_end=line_end).encode(encoding)
+    assert len(data) > 4 << 20
+    expected, actual = _both_reads(data, contract, "large.csv")
+    _assert_same_raw(expected, actual)
+    assert _read_csv_fast(data, contract, "large.csv") is not None
+    # A quote never closed near the end swallows rows: refused the same way.
+    broken = data[: len(data) - 2000] + b'"' + data[len(data) - 2000:]
+    expected, actual = _both_reads(broken, contract, "large.csv")
+    _assert_same_raw(expected, actual)

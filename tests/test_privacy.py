@@ -810,3 +810,91 @@ def test_bulk_pseudonyms_from_polars_hash_equal_pythons_hmac(chained):
         assert one_by_one[-3] == hmac_module.new(key.key, values[-3].encode("utf-8"), hashlib.sha256).hexdigest()
     with_nulls = p.pseudonymise(pd.Series(values[:-4] + [None], dtype="str"), key)
     assert with_nulls.iloc[-1] is None or pd.isna(with_nulls.iloc[-1])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The bulk shortcuts give what the general path gives
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_repeated_and_distinct_values_key_the_same_in_bulk():
+    # Mostly distinct values are keyed one by one (no dictionary), repeated ones once per distinct value.
+    key = p.derive_key(bytes.fromhex("5a" * 32), "record")
+    distinct = [f"5000-K{i:07d}-26" for i in range(p.POLARS_HMAC_MIN_VALUES + 1000)]
+    for values in (distinct + [None], distinct * 3 + [None, "Åsa"]):
+        expected = [None if v is None else key.hmac_hex(v.encode("utf-8")) for v in values]
+        assert p.pseudonymise(pa.array(values), key).to_pylist() == expected
+        assert list(p.pseudonymise(pd.Series(values, dtype="string[pyarrow]"), key)) == expected
+
+
+def test_the_digit_table_is_every_unicode_decimal_digit():
+    import sys
+    import unicodedata
+
+    expected = {}
+    for codepoint in range(128, sys.maxunicode + 1):
+        value = unicodedata.decimal(chr(codepoint), None)
+        if value is not None:
+            expected[codepoint] = str(value)
+    assert p._digit_table() == expected
+
+
+def _personnummer_like(count: int, seed: int) -> list:
+    rng = np.random.default_rng(seed)
+    alphabet = list("0123456789" * 6) + list("-+  ") + list("\u2013\u2212\uff0b\u00a0\u200b\uff11\u0663\ufeffaX\t")
+    values: list = ["".join(rng.choice(alphabet, int(rng.integers(0, 16)))) for _ in range(count)]
+    for _ in range(count):
+        year, month, day = int(rng.integers(1890, 2030)), int(rng.integers(0, 14)), int(rng.integers(0, 32))
+        ten = make_pnr(f"{year % 100:02d}{month:02d}{day + (60 if rng.random() < .1 else 0):02d}",
+                       f"{int(rng.integers(0, 1000)):03d}")
+        if rng.random() < .1:
+            ten = ten[:-1] + str((int(ten[-1]) + 1) % 10)
+        century = str(year // 100)
+        values.append(rng.choice([ten, f"{ten[:6]}-{ten[6:]}", f"{ten[:6]}+{ten[6:]}", century + ten,
+                                  f"{century}{ten[:6]}-{ten[6:]}", f"{ten[:6]} {ten[6:]}",
+                                  f" {ten[:6]}\u2013{ten[6:]} ", f"{century}{ten[:6]}+{ten[6:]}"]))
+    return values + [None, "", "  "]
+
+
+@pytest.mark.parametrize("reference_date", [REF, date(1999, 12, 31), date(800, 6, 1)])
+def test_personnummer_read_from_the_bytes_equal_the_regular_expression(monkeypatch, reference_date):
+    # The usual shapes are read straight from the bytes; with that shortcut off, the regular expression reads
+    # every value. Both give the same canonical values and statuses.
+    values = pd.Series(_personnummer_like(20_000, seed=5), index=np.arange(40_003) * 2, dtype=object)
+    fast = p.canonical_personnummer(values, reference_date=reference_date)
+    assert fast[1].eq(p.STATUS_VALID).sum() > 5_000
+    original = p._shaped_personnummer
+
+    def nothing_shaped(text, missing):
+        matched, *rest = original(text, missing)
+        return (np.zeros_like(matched), *rest)
+
+    monkeypatch.setattr(p, "_shaped_personnummer", nothing_shaped)
+    slow = p.canonical_personnummer(values, reference_date=reference_date)
+    for got, expected in zip(fast, slow):
+        pd.testing.assert_series_equal(got, expected)
+
+
+def test_scrubbing_distinct_texts_once_and_prefiltering_once_change_nothing(monkeypatch):
+    texts = ["Ring 0701234567 eller mejla a@b.se", None, "ABC 123 på Storgatan 5, 850709-9805",
+             "Tjuv på Ekersvägen 12B kl. 22.30, 19850709-9805 och +46 70-123 45 67", "Inget här", "x@y.se 0046701234567"]
+    values = pd.Series(texts * 400, index=np.arange(2400) + 7, dtype="string[pyarrow]", name="description")
+    assert len(texts) * 2 <= len(values) and len(values) >= p.SCRUB_DISTINCT_MIN_VALUES  # the distinct path
+    out, counts = p._scrub(values)
+    monkeypatch.setattr(p, "SCRUB_DISTINCT_MIN_VALUES", 10**9)  # every row as it is
+    monkeypatch.setattr(p, "_prefilter_masks", lambda text: {name: np.ones(len(text), dtype=bool)
+                                                            for name in p._PREFILTERS})  # every pattern everywhere
+    plain, plain_counts = p._scrub(values)
+    pd.testing.assert_series_equal(out, plain)
+    assert counts == plain_counts and counts["personnummer"] == 800
+    assert out.iloc[2] == "[regnr] på [adress], [personnummer]"
+
+
+def test_prefiltering_once_changes_nothing_on_the_real_narrative_texts(monkeypatch):
+    texts = _narratives().astype("str")
+    out, counts = p._scrub(texts)
+    monkeypatch.setattr(p, "_prefilter_masks", lambda text: {name: np.ones(len(text), dtype=bool)
+                                                            for name in p._PREFILTERS})
+    plain, plain_counts = p._scrub(texts)
+    pd.testing.assert_series_equal(out, plain)
+    assert counts == plain_counts
