@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from contextlib import contextmanager
+from functools import lru_cache
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -70,8 +71,10 @@ TIME_PRECISIONS = ("day", "exact", "interval")
 LOCATION_PRECISIONS = ("address", "area", "gazetteer", "municipality", "point", "unplaced")
 
 
+@lru_cache(maxsize=1)
 def incident_vocabularies() -> dict[str, tuple[str, ...]]:
-    """Column -> its allowed values, sorted: what `incidents` stores as ENUM columns."""
+    """Column -> its allowed values, sorted: what `incidents` stores as ENUM columns. Read once per process
+    (every connection checks its columns against it)."""
     from pipelines.contracts import _place_types, _taxonomy_codes
 
     return {
