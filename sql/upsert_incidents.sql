@@ -11,9 +11,18 @@
 CREATE OR REPLACE TEMP VIEW upsert_staged AS
 SELECT * FROM staged_incidents;
 
+-- The stored rows that may hold a staged record: found by record_key alone, so this reads 8 bytes a row of the
+-- table. Joining the whole table on the full key and every compared column, as this file did, read every
+-- column of every stored row for each file: measured here, 0.28 s per 300,000-row file against a table of 3 M
+-- rows, growing with the table (a third of the load's time at 10 M rows). This step takes 0.015 s.
+CREATE OR REPLACE TEMP TABLE upsert_candidates AS
+SELECT i.rowid AS stored_row
+FROM (SELECT rowid, record_key FROM incidents) AS i
+SEMI JOIN upsert_staged AS s ON i.record_key = s.record_key;
+
 -- The staged records already held, and whether the staged row replaces the held one.
 CREATE OR REPLACE TEMP TABLE upsert_held AS
-SELECT s.partner, s.partner_record_id, s.record_key,
+SELECT i.stored_row, s.partner, s.partner_record_id, s.record_key,
        s.revision > i.revision
        OR (s.revision = i.revision
            AND (s.occurred_from, s.occurred_to, s.time_precision, s.reported_at, s.iso_week, s.category,
@@ -24,13 +33,12 @@ SELECT s.partner, s.partner_record_id, s.record_key,
                 i.partner_category, i.place_type, i.area_code, i.grid_cell, i.location_precision, i.persons,
                 i.key_id, i.description)) AS replaces
 FROM upsert_staged AS s
-JOIN incidents AS i
+JOIN (SELECT rowid AS stored_row, * FROM incidents
+      WHERE rowid IN (SELECT stored_row FROM upsert_candidates)) AS i
   ON i.record_key = s.record_key AND i.partner = s.partner AND i.partner_record_id = s.partner_record_id;
 
-DELETE FROM incidents AS i
-USING upsert_held AS h
-WHERE h.replaces
-  AND i.record_key = h.record_key AND i.partner = h.partner AND i.partner_record_id = h.partner_record_id;
+DELETE FROM incidents
+WHERE rowid IN (SELECT stored_row FROM upsert_held WHERE replaces);
 
 INSERT INTO incidents BY NAME
 SELECT s.*
@@ -39,4 +47,5 @@ ANTI JOIN (SELECT * FROM upsert_held WHERE NOT replaces) AS kept
   ON kept.record_key = s.record_key AND kept.partner = s.partner AND kept.partner_record_id = s.partner_record_id;
 
 DROP TABLE upsert_held;
+DROP TABLE upsert_candidates;
 DROP VIEW upsert_staged;
