@@ -28,6 +28,8 @@ SWEREF_E_RANGE = (250_000.0, 950_000.0)
 EXCEL_SERIAL_RANGE = (20000, 80000)
 # How far in the future (against the delivery's receipt) an occurrence may be: clocks and time zones drift.
 FUTURE_TOLERANCE = timedelta(days=1)
+# time_precision values, in the order of their codes here (0: an interval, 1: a day only, 2: an exact time).
+TIME_PRECISIONS = ("interval", "day", "exact")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -510,7 +512,7 @@ def to_canonical(
     occurred_to, occurred_from = times["occurred_to"], times["occurred_from"]
     has_to = (occurred_to != nat) & ((occurred_to != occurred_from) | (occurred_from == nat))
     precision = np.where(has_to, 0, np.where(day_only, 1, 2)).astype(np.int8)
-    out["time_precision"] = _codes(("interval", "day", "exact"), precision, na_value=np.nan, shared=shared)
+    out["time_precision"] = _codes(TIME_PRECISIONS, precision, na_value=np.nan, shared=shared)
 
     # What.
     partner_category = text("category")

@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 RECORD_DOMAIN = "record"  # partners' own case/record ids
 ANALYSIS_DOMAIN = "analysis"  # persons, inside the analysis domain only
 
+# location_precision values: placing's own, a contract's municipality-level override, a district named in the text.
+LOCATION_PRECISIONS = geography.PRECISIONS + ("municipality", "gazetteer")
+
 INCIDENT_COLUMNS = [
     "partner", "partner_record_id", "revision", "delivery_id", "source_row", "occurred_from", "occurred_to",
     "time_precision", "reported_at", "iso_week", "category", "partner_category", "place_type", "area_code",
@@ -197,8 +200,8 @@ def staged_table(staged: pd.DataFrame) -> pa.Table:
     return pa.table(columns)
 
 
-def _load(con, staged: pd.DataFrame | pa.Table) -> None:
-    table = staged if isinstance(staged, pa.Table) else staged_table(staged)
+def _load(con, table: pa.Table) -> None:
+    """Upsert the rows of :func:`staged_table` (sql/upsert_incidents.sql), inside the caller's transaction."""
     con.register("staged_incidents", table)
     try:
         con.execute(sql_text("upsert_incidents"))
@@ -247,8 +250,8 @@ class PreparedDelivery:
     """One file after everything that needs no database: read, canonical, validated, pseudonymised, placed.
 
     ``receipt.status`` is "rejected" or "empty" when there is nothing to load, else "accepted" with
-    ``staged`` (the rows to load, as the loader's Arrow table: converting pandas columns to Arrow holds
-    Python's lock, so it is done here, in the preparing thread, not in the one DuckDB loads in), ``reasons`` (quarantine) and, for period snapshots, ``delivered_ids``."""
+    ``staged`` (the rows to load, already the loader's Arrow table, so that the loading thread does only
+    DuckDB's work), ``reasons`` (quarantine) and, for period snapshots, ``delivered_ids``."""
 
     receipt: Receipt
     staged: pa.Table | None = None

@@ -18,7 +18,7 @@ import pandas as pd
 from pipelines import validate
 from pipelines.contracts import Contract
 from pipelines.ingest import (
-    PlacingContext, _canonical, _load, _stage_incidents, content_hash, pending_files,
+    PlacingContext, _canonical, _load, _stage_incidents, content_hash, pending_files, staged_table,
 )
 from pipelines.readers import read_delivery
 from pipelines.settings import Home
@@ -87,7 +87,7 @@ def release(con: duckdb.DuckDBPyConnection, home: Home, contract: Contract, deli
     staged = _stage_incidents(good, contract, delivery_id, master_key, placing)
     with transaction(con):
         if len(staged):
-            _load(con, staged)
+            _load(con, staged_table(staged))
             con.register("released_rows", pd.DataFrame({"source_row": passing}))
             try:
                 con.execute(

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import re
 from contextlib import contextmanager
-from functools import lru_cache
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -67,21 +67,19 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
 # here, 2 cores: a load of the whole table ran at 0.42 M rows per CPU-second with VARCHAR, 0.57 M with these as
 # ENUMs), and the store itself refuses a value outside the vocabulary. DuckDB cannot add a value to an ENUM in
 # place, so a catalogue that grows is met by converting the column to the larger ENUM (sync_vocabularies).
-TIME_PRECISIONS = ("day", "exact", "interval")
-LOCATION_PRECISIONS = ("address", "area", "gazetteer", "municipality", "point", "unplaced")
-
-
 @lru_cache(maxsize=1)
 def incident_vocabularies() -> dict[str, tuple[str, ...]]:
     """Column -> its allowed values, sorted: what `incidents` stores as ENUM columns. Read once per process
     (every connection checks its columns against it)."""
+    from pipelines.canonical import TIME_PRECISIONS
     from pipelines.contracts import _place_types, _taxonomy_codes
+    from pipelines.ingest import LOCATION_PRECISIONS
 
     return {
         "category": tuple(sorted(_taxonomy_codes())),
         "place_type": tuple(sorted(_place_types())),
-        "time_precision": TIME_PRECISIONS,
-        "location_precision": LOCATION_PRECISIONS,
+        "time_precision": tuple(sorted(TIME_PRECISIONS)),
+        "location_precision": tuple(sorted(LOCATION_PRECISIONS)),
     }
 
 

@@ -8,8 +8,6 @@
 -- record already (canonical.py quarantines a record repeated in a file).
 -- The staged relation already carries `persons` (the row's person pseudonym as a list, or NULL) and
 -- `record_key` (the pseudonym's first 64 bits): ingest.staged_table computes both in bulk.
-CREATE OR REPLACE TEMP VIEW upsert_staged AS
-SELECT * FROM staged_incidents;
 
 -- The stored rows that may hold a staged record: found by record_key alone, so this reads 8 bytes a row of the
 -- table. Joining the whole table on the full key and every compared column, as this file did, read every
@@ -18,7 +16,7 @@ SELECT * FROM staged_incidents;
 CREATE OR REPLACE TEMP TABLE upsert_candidates AS
 SELECT i.rowid AS stored_row
 FROM (SELECT rowid, record_key FROM incidents) AS i
-SEMI JOIN upsert_staged AS s ON i.record_key = s.record_key;
+SEMI JOIN staged_incidents AS s ON i.record_key = s.record_key;
 
 -- The staged records already held, and whether the staged row replaces the held one.
 CREATE OR REPLACE TEMP TABLE upsert_held AS
@@ -32,7 +30,7 @@ SELECT i.stored_row, s.partner, s.partner_record_id, s.record_key,
                (i.occurred_from, i.occurred_to, i.time_precision, i.reported_at, i.iso_week, i.category,
                 i.partner_category, i.place_type, i.area_code, i.grid_cell, i.location_precision, i.persons,
                 i.key_id, i.description)) AS replaces
-FROM upsert_staged AS s
+FROM staged_incidents AS s
 JOIN (SELECT rowid AS stored_row, * FROM incidents
       WHERE rowid IN (SELECT stored_row FROM upsert_candidates)) AS i
   ON i.record_key = s.record_key AND i.partner = s.partner AND i.partner_record_id = s.partner_record_id;
@@ -42,10 +40,9 @@ WHERE rowid IN (SELECT stored_row FROM upsert_held WHERE replaces);
 
 INSERT INTO incidents BY NAME
 SELECT s.*
-FROM upsert_staged AS s
+FROM staged_incidents AS s
 ANTI JOIN (SELECT * FROM upsert_held WHERE NOT replaces) AS kept
   ON kept.record_key = s.record_key AND kept.partner = s.partner AND kept.partner_record_id = s.partner_record_id;
 
 DROP TABLE upsert_held;
 DROP TABLE upsert_candidates;
-DROP VIEW upsert_staged;
