@@ -123,8 +123,24 @@ def connect(home: Home, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(str(home.db_path))
     # Insertion order is not needed anywhere (every query orders explicitly); dropping it saves memory.
     con.execute("SET preserve_insertion_order = false")
+    # No compaction when a writer closes: each delivery is its own transaction, so each leaves a part-filled
+    # row group, and DuckDB's checkpoint would merge those by rewriting the row groups after them, which is
+    # nearly the whole table. Measured here (2 cores, 3 M bench rows in 11 files): the checkpoint took 1.7 s
+    # with compaction (0.6 us a row, and whichever writer came next paid it) and 0.01 s without, and the file
+    # came out smaller (212 against 290 MB). `compact` does it on purpose, where retention deletes rows.
+    con.execute("SET max_vacuum_tasks = 0")
     migrate(con)
     return con
+
+
+def compact(con: duckdb.DuckDBPyConnection) -> None:
+    """Merge part-filled row groups and drop deleted rows from the file (DuckDB's vacuum, in a checkpoint):
+    after retention, so that deleted and withdrawn records leave the file and not only the tables."""
+    con.execute("SET max_vacuum_tasks = 100")
+    try:
+        con.execute("CHECKPOINT")
+    finally:
+        con.execute("SET max_vacuum_tasks = 0")
 
 
 @contextmanager

@@ -115,3 +115,26 @@ def test_cli_retention_runs(home):
     result = CliRunner().invoke(main, ["retention", "--home", str(home.root)])
     assert result.exit_code == 0, result.output
     assert "0 files deleted" in result.output
+
+
+def test_writers_leave_part_filled_row_groups_and_compaction_merges_them(tmp_path):
+    """Each delivery is its own transaction and leaves a part-filled row group; writers do not merge them when
+    they close (that rewrote nearly the whole table each time), `warehouse.compact` does, after retention."""
+    home = Home(tmp_path / "home")
+    groups = "SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('deliveries')"
+    with closing(warehouse.connect(home)) as con:
+        con.execute("CREATE TABLE deliveries (row_number BIGINT, value VARCHAR)")
+        for _ in range(4):  # 130,000 rows: one full row group of 122,880 and a part-filled one, four times
+            with warehouse.transaction(con):
+                con.execute("INSERT INTO deliveries SELECT range, 'v' || (range % 1000) FROM range(130000)")
+    with closing(warehouse.connect(home)) as con:
+        con.execute("UPDATE deliveries SET value = NULL WHERE row_number = 5")
+        con.execute("CHECKPOINT")
+        assert con.execute(groups).fetchone()[0] == 8  # a writer's checkpoint keeps them as they are
+        con.execute("UPDATE deliveries SET value = NULL WHERE row_number = 6")
+        warehouse.compact(con)
+        assert con.execute(groups).fetchone()[0] < 8
+        con.execute("DELETE FROM deliveries WHERE row_number % 2 = 0")
+        warehouse.compact(con)
+        assert con.execute(groups).fetchone()[0] == 4  # 260,000 rows left, in half the row groups
+        assert con.execute("SELECT count(*) FROM deliveries").fetchone()[0] == 260_000
