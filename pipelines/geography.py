@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import threading
 import time
@@ -39,6 +40,8 @@ import shapely
 from pyproj import Transformer
 
 from pipelines import settings
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "STAND_IN_LABEL",
@@ -55,6 +58,7 @@ __all__ = [
     "to_sweref",
     "to_wgs84",
     "place",
+    "prepare_area_index",
     "normalise_address",
     "load_address_register",
     "random_points_in_areas",
@@ -824,10 +828,11 @@ class _AreaIndex:
 
     TARGET_CELLS = 24_000_000
     MIN_CELL = 25.0
+    # What :meth:`save` writes and :meth:`__init__` takes back as ``saved``; the rest is rebuilt from the areas
+    # in milliseconds (prepared polygons, their tree, the raster's frame).
+    SAVED = ("raster", "touched_cells", "candidates", "candidate_start")
 
-    def __init__(self, areas: gpd.GeoDataFrame) -> None:
-        from scipy import ndimage
-
+    def __init__(self, areas: gpd.GeoDataFrame, saved: dict[str, np.ndarray] | None = None) -> None:
         if areas.crs is not None and not areas.crs.equals(settings.CRS_SWEREF99TM):
             areas = areas.to_crs(settings.CRS_SWEREF99TM)
         # Sorted by code here too, so that "smallest index" means "first in code order" whatever the caller's
@@ -846,7 +851,33 @@ class _AreaIndex:
         self.x0, self.y0 = minx - 2 * cell, miny - 2 * cell
         self.nx = int(np.ceil((maxx - self.x0) / cell)) + 2
         self.ny = int(np.ceil((maxy - self.y0) / cell)) + 2
+        if saved is not None:
+            for name in self.SAVED:
+                setattr(self, name, saved[name])
+            if self.raster.shape != (self.ny, self.nx) or len(self.candidate_start) != len(self.touched_cells) + 1:
+                raise ValueError("a saved area index does not fit these areas")
+            return
+        self._build(geometries)
 
+    def save(self, path: Path) -> None:
+        """Write the raster and candidates (about 100 MB nationally, 30 MB for a municipality) to ``path``,
+        atomically: a reader finds the whole index or none."""
+        import tempfile
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                np.savez(handle, **{name: getattr(self, name) for name in self.SAVED})
+            os.replace(tmp_name, path)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+
+    def _build(self, geometries: np.ndarray) -> None:
+        from scipy import ndimage
+
+        cell = self.cell
         # Boundary samples, each with the area it belongs to.
         edges = shapely.segmentize(shapely.boundary(geometries), cell / 2.5)
         xy, owner = shapely.get_coordinates(edges, return_index=True)
@@ -971,28 +1002,62 @@ class _AreaIndex:
 
 
 _INDEX_CACHE: dict[bytes, _AreaIndex] = {}
+# Part of the index file's name: raise it whenever _AreaIndex builds a different raster or candidate list, so
+# that no index saved by older code is ever read back.
+INDEX_FORMAT = 1
 
 
-def _area_index(areas: gpd.GeoDataFrame) -> _AreaIndex:
-    """The cached index for ``areas``: the same layer is placed against for every file of a run.
-
-    Keyed on a fingerprint of the codes, CRS and polygons (their WKB hashed), so a changed frame, even one
-    changed in place, gets a new index and never a stale one.
-    """
+def _index_key(areas: gpd.GeoDataFrame) -> bytes:
+    """Fingerprint of the codes, CRS and polygons (their WKB hashed) and of how the index is built."""
     import hashlib
 
     digest = hashlib.sha256()
+    digest.update(f"{INDEX_FORMAT}\x1f{_AreaIndex.TARGET_CELLS}\x1f{_AreaIndex.MIN_CELL}\x1f".encode())
     digest.update("\x1f".join(areas["area_code"].astype(str)).encode())
     digest.update(str(areas.crs).encode())
     for wkb in shapely.to_wkb(areas.geometry.to_numpy()):
         digest.update(wkb)
-    key = digest.digest()
+    return digest.digest()
+
+
+def _area_index(areas: gpd.GeoDataFrame, cache_dir: Path | None = None) -> _AreaIndex:
+    """The cached index for ``areas``: the same layer is placed against for every file of a run.
+
+    Keyed on a fingerprint of the codes, CRS and polygons, so a changed frame, even one changed in place, gets a
+    new index and never a stale one. Kept in this process and, with ``cache_dir``, on disk as
+    ``area-index-<fingerprint>.npz``: every Airflow task and command runs in a process of its own, and reading
+    the national index back takes about 0.03 s where building it takes about 2.5 s (measured here). A file that
+    cannot be read or does not fit is built again and rewritten; index files of other areas are removed.
+    """
+    key = _index_key(areas)
     index = _INDEX_CACHE.get(key)
+    if index is not None:
+        return index
+    path = cache_dir / f"area-index-{key.hex()[:32]}-v{INDEX_FORMAT}.npz" if cache_dir is not None else None
+    if path is not None and path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                index = _AreaIndex(areas, saved={name: saved[name] for name in _AreaIndex.SAVED})
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("area index %s unreadable (%s): building it again", path.name, exc)
+            index = None
     if index is None:
-        if len(_INDEX_CACHE) >= 4:
-            _INDEX_CACHE.clear()
-        index = _INDEX_CACHE[key] = _AreaIndex(areas)
+        index = _AreaIndex(areas)
+        if path is not None:
+            index.save(path)
+            for other in path.parent.glob("area-index-*.npz"):
+                if other != path:
+                    other.unlink(missing_ok=True)
+    if len(_INDEX_CACHE) >= 4:
+        _INDEX_CACHE.clear()
+    _INDEX_CACHE[key] = index
     return index
+
+
+def prepare_area_index(areas: gpd.GeoDataFrame, cache_dir: Path) -> _AreaIndex:
+    """The index of ``areas`` for :func:`place`, ready in this process and saved under ``cache_dir`` (built
+    if need be)."""
+    return _area_index(areas, cache_dir)
 
 
 def _numeric_column(frame: pd.DataFrame, column: str) -> np.ndarray:
@@ -1011,13 +1076,16 @@ def place(
     frame: pd.DataFrame,
     areas: gpd.GeoDataFrame,
     address_register: pd.DataFrame | None = None,
+    index: _AreaIndex | None = None,
 ) -> pd.DataFrame:
     """Give every row an area, a grid cell and a location precision; vectorised, no per-row Python.
 
     Input columns (any may be absent, any value null): ``sweref99_e``/``sweref99_n`` (SWEREF 99 TM m),
     ``latitude``/``longitude`` (WGS 84 degrees), ``address``, ``area_code`` (given by the partner).
     Returns a frame with the same index and columns ``area_code``, ``grid_cell``, ``location_precision``
-    (pandas string columns; missing values are NA).
+    (pandas categoricals of text; missing values are NaN). ``index``: the areas' index from
+    :func:`prepare_area_index`, when the caller holds it (an ingest run places every file against the same
+    areas; finding the index again by the areas' fingerprint costs about 0.04 s a call nationally).
 
     Sources are tried in order of precision, each only for rows not yet placed:
 
@@ -1054,7 +1122,7 @@ def place(
     about 100 MB. The same points against Örebro's 87 areas: 2.0 million rows/s, index built in 0.5 s.
     """
     count = len(frame)
-    index = _area_index(areas)
+    index = _area_index(areas) if index is None else index
     area_idx = np.full(count, -1, dtype="int64")
     precision = np.full(count, "unplaced", dtype=object)
     e_used = np.full(count, np.nan)
@@ -1110,18 +1178,33 @@ def place(
         area_idx[todo[known]] = position[known]
         precision[todo[known]] = "area"
 
+    # Categorical columns: the text of each area, cell and precision is made once, not once per row, and
+    # reaches the loader as Arrow dictionary arrays (measured here: 0.05 s less per 300,000 rows than str).
     placed = area_idx >= 0
-    codes = np.full(count, None, dtype=object)
-    codes[placed] = index.codes[area_idx[placed]]
-    cells = grid_cell_ids(np.where(placed, e_used, np.nan), np.where(placed, n_used, np.nan))
     return pd.DataFrame(
         {
-            "area_code": pd.array(codes, dtype="str"),
-            "grid_cell": pd.array(cells, dtype="str"),
-            "location_precision": pd.array(precision, dtype="str"),
+            "area_code": pd.Categorical.from_codes(area_idx, categories=pd.Index(index.codes, dtype=object)),
+            "grid_cell": _grid_cells(np.where(placed, e_used, np.nan), np.where(placed, n_used, np.nan)),
+            "location_precision": pd.Categorical(precision, categories=PRECISIONS),
         },
         index=frame.index,
     )
+
+
+def _grid_cells(e: np.ndarray, n: np.ndarray) -> pd.Categorical:
+    """:func:`grid_cell_ids` as a categorical: each distinct cell's id is written once, not once per row."""
+    ok = np.flatnonzero(np.isfinite(e) & np.isfinite(n))
+    size = settings.GRID_CELL_METRES
+    e0 = np.floor(e[ok] / size).astype(np.int64)
+    n0 = np.floor(n[ok] / size).astype(np.int64)
+    # One integer per cell (cell numbers are far below 2**31 in any projected CRS), so cells factorise as ints.
+    cell_codes, distinct = pd.factorize((e0 << 32) | (n0 & 0xFFFFFFFF))
+    first = np.empty(len(distinct), dtype=np.int64)
+    first[cell_codes[::-1]] = np.arange(len(cell_codes) - 1, -1, -1)  # reversed: each cell's first row wins
+    id_codes, ids = pd.factorize(grid_cell_ids(e0[first] * size, n0[first] * size))  # ids may coincide
+    codes = np.full(len(e), -1, dtype=np.int64)
+    codes[ok] = id_codes[cell_codes]
+    return pd.Categorical.from_codes(codes, categories=pd.Index(ids, dtype=object))
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 import yaml
@@ -97,14 +98,21 @@ def prepare_reference(home: Home, areas: geography.gpd.GeoDataFrame | None = Non
         _replace_table(con, "partners", partners)
         _replace_table(con, "partner_expectations", expectations)
         _replace_table(con, "interventions", interventions)
+        # The placing index belongs with the areas: built here when they change (seconds for a country),
+        # read back from disk by each process that places (placing_context). From the stored rows, so that
+        # it is keyed exactly as placing_context will key it.
+        installed = geography.load_areas_from_db(con)
+        if len(installed):
+            geography.prepare_area_index(installed, home.area_index_cache)
 
 
 def placing_context(con, home: Home) -> PlacingContext:
     areas = geography.load_areas_from_db(con)
     if len(areas) == 0:
         raise RuntimeError("no areas in the warehouse: run prepare_reference first (est run does)")
+    index = geography.prepare_area_index(areas, home.area_index_cache)
     register = geography.load_address_register(home.address_register) if home.address_register.exists() else None
-    return PlacingContext(areas=areas, address_register=register)
+    return PlacingContext(areas=areas, address_register=register, area_index=index)
 
 
 def ingest_files(
@@ -113,7 +121,23 @@ def ingest_files(
     """Ingest the given files for one partner, in order. One transaction per file.
 
     ``stage_seconds``, when given, accumulates the wall time of each stage (for `est bench`)."""
-    contract = load_contracts()[partner]
+    return ingest_deliveries(home, [(partner, path) for path in paths], key, stage_seconds)
+
+
+def ingest_deliveries(
+    home: Home, deliveries: list[tuple[str, Path]], key: bytes, stage_seconds: dict[str, float] | None = None,
+    progress: Callable[[str, int], None] | None = None,
+) -> list[Receipt]:
+    """Ingest (partner, file) pairs, in order, each file in its own transaction: one partner's files as its
+    ingest DAG gives them, or every partner's at once (`est run`, a backfill, `est bench`), so that the next
+    partner's first file is prepared while the last file of the one before loads.
+
+    ``stage_seconds``, when given, accumulates the wall time of each stage (for `est bench`); ``progress`` is
+    called with the partner and its number of files after a partner's last file."""
+    contracts = load_contracts()
+    unknown = sorted({partner for partner, _ in deliveries} - set(contracts))
+    if unknown:
+        raise KeyError(f"no contract in schemas/partners/ for {', '.join(unknown)}")
     receipts = []
     con = warehouse.connect(home)
     # DuckDB loads with one thread: the other core prepares the next file. Measured here on 2 M bench rows,
@@ -126,31 +150,34 @@ def ingest_files(
     # each in its own transaction, and the ledger is asked when a file is applied, so nothing is applied twice.
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="est-prepare")
     try:
-        placing = placing_context(con, home) if paths else None
+        placing = placing_context(con, home) if deliveries else None
 
-        def prepare(path: Path):
+        def prepare(partner: str, path: Path):
             delivery_id = content_hash(path)
             with closing(con.cursor()) as cursor:  # a connection of this thread's own to the same database
                 earlier = ledger_entry(cursor, delivery_id)
             if earlier is not None and earlier["status"] != "rejected":
                 return None  # applied already: ingest_file gives the duplicate receipt without reading it
-            return prepare_delivery(contract, path, key, placing, stage_seconds=stage_seconds,
+            return prepare_delivery(contracts[partner], path, key, placing, stage_seconds=stage_seconds,
                                     delivery_id=delivery_id)
 
-        upcoming = pool.submit(prepare, paths[0]) if paths else None
-        for number, path in enumerate(paths, start=1):
+        upcoming = pool.submit(prepare, *deliveries[0]) if deliveries else None
+        for number, (partner, path) in enumerate(deliveries, start=1):
+            contract = contracts[partner]
             prepared = upcoming.result()
-            upcoming = pool.submit(prepare, paths[number]) if number < len(paths) else None
+            upcoming = pool.submit(prepare, *deliveries[number]) if number < len(deliveries) else None
             if prepared is None:
                 receipt = ingest_file(con, home, contract, path, key, placing, stage_seconds=stage_seconds)
             else:
                 receipt = apply_delivery(con, home, contract, path, prepared, stage_seconds)
             log.info(
                 "%s %d/%d %s: %s, %d in, %d loaded, %d quarantined",
-                partner, number, len(paths), path.name, receipt.status, receipt.rows_in,
+                partner, number, len(deliveries), path.name, receipt.status, receipt.rows_in,
                 receipt.rows_loaded, receipt.rows_quarantined,
             )
             receipts.append(receipt)
+            if progress is not None and (number == len(deliveries) or deliveries[number][0] != partner):
+                progress(partner, sum(1 for p, _ in deliveries if p == partner))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         started = time.perf_counter()
@@ -173,6 +200,12 @@ def new_files(home: Home, partner: str) -> list[Path]:
 def ingest_inbox(home: Home, partner: str, key: bytes) -> list[dict]:
     """Ingest every file in inbox/<partner>/ not yet in the ledger. Returns one receipt (dict) per file."""
     return [r.to_json() for r in ingest_files(home, partner, new_files(home, partner), key)]
+
+
+def ingest_inboxes(home: Home, partners: list[str], key: bytes) -> list[dict]:
+    """:func:`ingest_inbox` for several partners in one pass (one connection, one pipeline of files)."""
+    deliveries = [(partner, path) for partner in partners for path in new_files(home, partner)]
+    return [r.to_json() for r in ingest_deliveries(home, deliveries, key)]
 
 
 def aggregate(home: Home) -> None:

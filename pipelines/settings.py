@@ -93,6 +93,12 @@ class Home:
         """work/: scratch space for temporary files (moved into out/ when complete)."""
         return self.root / "work"
 
+    @property
+    def area_index_cache(self) -> Path:
+        """Where the point-in-area index of the installed areas is kept between processes (derived from the
+        areas, rebuilt whenever they change: pipelines/geography.py, ``_area_index``)."""
+        return self.work / "area-index"
+
     def partner_inbox(self, partner: str) -> Path:
         return self.inbox / partner
 
