@@ -29,6 +29,7 @@ import logging
 import os
 import threading
 import time
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -1038,7 +1039,7 @@ def _area_index(areas: gpd.GeoDataFrame, cache_dir: Path | None = None) -> _Area
         try:
             with np.load(path, allow_pickle=False) as saved:
                 index = _AreaIndex(areas, saved={name: saved[name] for name in _AreaIndex.SAVED})
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # damaged: build again
             log.warning("area index %s unreadable (%s): building it again", path.name, exc)
             index = None
     if index is None:

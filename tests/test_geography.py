@@ -431,6 +431,42 @@ def test_fast_lookup_agrees_with_the_exact_one(areas, boundary):
     assert np.array_equal(index.lookup(e, n), index.lookup(e, n, exact=True))
 
 
+def test_the_index_saved_on_disk_places_as_the_one_built(areas, boundary, tmp_path, monkeypatch):
+    """Every process that places reads the index prepare_reference saved: it must answer exactly as a freshly
+    built one, be rebuilt when the file is damaged or the areas change, and never be built twice needlessly."""
+    rng = np.random.default_rng(8)
+    minx, miny, maxx, maxy = boundary.bounds
+    e, n = rng.uniform(minx, maxx, 200_000), rng.uniform(miny, maxy, 200_000)
+    built = geography._AreaIndex(areas)
+    cache = tmp_path / "area-index"
+    geography._INDEX_CACHE.clear()
+    geography.prepare_area_index(areas, cache)
+    saved = sorted(cache.glob("area-index-*.npz"))
+    assert len(saved) == 1
+    geography._INDEX_CACHE.clear()  # as a new process
+    builds = []
+    monkeypatch.setattr(geography._AreaIndex, "_build", lambda self, g: builds.append(1) or built._build(g))
+    from_disk = geography.prepare_area_index(areas, cache)
+    assert builds == []  # read back, not built
+    assert np.array_equal(from_disk.lookup(e, n), built.lookup(e, n))
+    placed = geography.place(pd.DataFrame({"sweref99_e": e, "sweref99_n": n}), areas, index=from_disk)
+    assert placed["area_code"].tolist() == geography.place(pd.DataFrame({"sweref99_e": e, "sweref99_n": n}),
+                                                           areas)["area_code"].tolist()
+
+    saved[0].write_bytes(saved[0].read_bytes()[:1000])  # a damaged file (a disk filled up, a killed copy)
+    geography._INDEX_CACHE.clear()
+    monkeypatch.undo()
+    again = geography.prepare_area_index(areas, cache)
+    assert np.array_equal(again.lookup(e, n), built.lookup(e, n))
+    assert saved[0].stat().st_size > 1000  # written whole again
+
+    moved = areas.copy()
+    moved.loc[0, "geometry"] = shapely.affinity.translate(moved.geometry.iloc[0], 10, 0)
+    geography.prepare_area_index(moved, cache)
+    assert [p.name for p in cache.glob("area-index-*.npz")] != [saved[0].name]  # other areas, other index
+    assert len(list(cache.glob("area-index-*.npz"))) == 1  # the old one removed
+
+
 def test_placing_a_million_rows_is_bulk_work(areas, boundary):
     rng = np.random.default_rng(5)
     minx, miny, maxx, maxy = boundary.bounds
