@@ -19,6 +19,7 @@ import yaml
 from pipelines import geography, warehouse
 from pipelines.contracts import load_contracts
 from pipelines.ingest import (
+    HeldRecordKeys,
     PlacingContext,
     apply_delivery,
     content_hash,
@@ -151,6 +152,7 @@ def ingest_deliveries(
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="est-prepare")
     try:
         placing = placing_context(con, home) if deliveries else None
+        held = HeldRecordKeys(con) if deliveries else None
 
         def prepare(partner: str, path: Path):
             delivery_id = content_hash(path)
@@ -167,9 +169,10 @@ def ingest_deliveries(
             prepared = upcoming.result()
             upcoming = pool.submit(prepare, *deliveries[number]) if number < len(deliveries) else None
             if prepared is None:
-                receipt = ingest_file(con, home, contract, path, key, placing, stage_seconds=stage_seconds)
+                receipt = ingest_file(con, home, contract, path, key, placing, stage_seconds=stage_seconds,
+                                      held=held)
             else:
-                receipt = apply_delivery(con, home, contract, path, prepared, stage_seconds)
+                receipt = apply_delivery(con, home, contract, path, prepared, stage_seconds, held)
             log.info(
                 "%s %d/%d %s: %s, %d in, %d loaded, %d quarantined",
                 partner, number, len(deliveries), path.name, receipt.status, receipt.rows_in,

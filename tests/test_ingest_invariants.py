@@ -75,6 +75,30 @@ def test_one_batch_holding_the_same_content_twice_applies_it_once(home, tmp_path
     assert query(home, "SELECT count(*) FROM ingest_ledger") == [(1,)]
 
 
+def test_records_repeated_or_revised_within_one_run_are_held_once(home, tmp_path):
+    """A run inserts a file as it is when none of its records is held (ingest.HeldRecordKeys): records that an
+    earlier file of the same run loaded, or an earlier run, must still be found and replaced, never doubled."""
+    inbox = home.partner_inbox("police_uk")
+    inbox.mkdir(parents=True, exist_ok=True)
+    header, *rows = UK_MARCH.read_text(encoding="utf-8").splitlines(keepends=True)
+    first = inbox / "a_march.csv"
+    shutil.copy(UK_MARCH, first)
+    reordered = _reordered(UK_MARCH, inbox / "b_march_reordered.csv")  # other bytes, the same 40 records
+    fields = rows[0].split(",")
+    fields[9] = "Robbery"  # one record revised (its Crime type), the rest as before
+    revised = inbox / "c_march_revised.csv"
+    revised.write_text(header + ",".join(fields) + "".join(rows[1:]), encoding="utf-8")
+    receipts = jobs.ingest_files(home, "police_uk", [first, reordered, revised], KEY)
+    assert [r.status for r in receipts] == ["accepted", "accepted", "accepted"]
+    assert query(home, "SELECT count(*), count(DISTINCT partner_record_id) FROM incidents") == [(40, 40)]
+    assert query(home, "SELECT count(*) FROM incidents WHERE partner_category = 'Robbery'") == [
+        (1 + sum(r.split(",")[9] == "Robbery" for r in rows),)]
+    # A later run starts from what the warehouse holds.
+    again = jobs.ingest_files(home, "police_uk", [_reordered(revised, tmp_path / "d_again.csv")], KEY)
+    assert again[0].status == "accepted"
+    assert query(home, "SELECT count(*), count(DISTINCT partner_record_id) FROM incidents") == [(40, 40)]
+
+
 def test_a_corrected_redelivery_of_a_period_replaces_that_periods_rows(home, tmp_path):
     contract = contract_for("police_uk")  # deliveries: period_snapshot (a monthly file is the whole month)
     ingest(home, contract, UK_MARCH)
