@@ -1127,7 +1127,7 @@ def place(
     count = len(frame)
     index = _area_index(areas) if index is None else index
     area_idx = np.full(count, -1, dtype="int64")
-    precision = np.full(count, "unplaced", dtype=object)
+    precision = np.full(count, PRECISIONS.index("unplaced"), dtype=np.int8)  # codes into PRECISIONS
     e_used = np.full(count, np.nan)
     n_used = np.full(count, np.nan)
 
@@ -1139,7 +1139,7 @@ def place(
         hit = found >= 0
         rows = todo[hit]
         area_idx[rows] = found[hit]
-        precision[rows] = label
+        precision[rows] = PRECISIONS.index(label)
         e_used[rows] = e[rows]
         n_used[rows] = n[rows]
 
@@ -1179,7 +1179,7 @@ def place(
         position = index.code_index.get_indexer(given.to_numpy(dtype=object))
         known = position >= 0
         area_idx[todo[known]] = position[known]
-        precision[todo[known]] = "area"
+        precision[todo[known]] = PRECISIONS.index("area")
 
     # Categorical columns: the text of each area, cell and precision is made once, not once per row, and
     # reaches the loader as Arrow dictionary arrays (measured here: 0.05 s less per 300,000 rows than str).
@@ -1188,7 +1188,7 @@ def place(
         {
             "area_code": pd.Categorical.from_codes(area_idx, categories=pd.Index(index.codes, dtype=object)),
             "grid_cell": _grid_cells(np.where(placed, e_used, np.nan), np.where(placed, n_used, np.nan)),
-            "location_precision": pd.Categorical(precision, categories=PRECISIONS),
+            "location_precision": pd.Categorical.from_codes(precision, categories=PRECISIONS),
         },
         index=frame.index,
     )
