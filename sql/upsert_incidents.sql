@@ -5,7 +5,9 @@
 -- content (a feed such as polisen.se revises records without a revision number) replaces: the later wins.
 -- `incidents` has no primary-key index (sql/003_incidents_without_art_index.sql says why): this file keeps
 -- (partner, partner_record_id) unique, finding held records through record_key. Staged rows are unique per
--- record already (canonical.py quarantines a record repeated in a file).
+-- record already (canonical.py quarantines a record repeated in a file). During an ingest run, a file none of
+-- whose record_keys the run's ingest.HeldRecordKeys lists (a superset of what is held) cannot hold a held
+-- record and is inserted as it is, without this file.
 -- The staged relation already carries `persons` (the row's person pseudonym as a list, or NULL) and
 -- `record_key` (the pseudonym's first 64 bits): ingest.staged_table computes both in bulk.
 
