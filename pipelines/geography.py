@@ -1032,26 +1032,26 @@ def _area_index(areas: gpd.GeoDataFrame, cache_dir: Path | None = None) -> _Area
     """
     key = _index_key(areas)
     index = _INDEX_CACHE.get(key)
-    if index is not None:
-        return index
     path = cache_dir / f"area-index-{key.hex()[:32]}-v{INDEX_FORMAT}.npz" if cache_dir is not None else None
-    if path is not None and path.exists():
+    if index is None and path is not None and path.exists():
         try:
             with np.load(path, allow_pickle=False) as saved:
                 index = _AreaIndex(areas, saved={name: saved[name] for name in _AreaIndex.SAVED})
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # damaged: build again
             log.warning("area index %s unreadable (%s): building it again", path.name, exc)
             index = None
+            path.unlink(missing_ok=True)
     if index is None:
         index = _AreaIndex(areas)
-        if path is not None:
-            index.save(path)
-            for other in path.parent.glob("area-index-*.npz"):
-                if other != path:
-                    other.unlink(missing_ok=True)
-    if len(_INDEX_CACHE) >= 4:
-        _INDEX_CACHE.clear()
-    _INDEX_CACHE[key] = index
+    if path is not None and not path.exists():  # also when this process built it before, without cache_dir
+        index.save(path)
+        for other in path.parent.glob("area-index-*.npz"):
+            if other != path:
+                other.unlink(missing_ok=True)
+    if key not in _INDEX_CACHE:
+        if len(_INDEX_CACHE) >= 4:
+            _INDEX_CACHE.clear()
+        _INDEX_CACHE[key] = index
     return index
 
 

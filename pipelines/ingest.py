@@ -114,16 +114,6 @@ def _constant(value: str, count: int) -> pd.Categorical:
     return pd.Categorical.from_codes(np.zeros(count, dtype=np.int8), categories=pd.Index([value], dtype=object))
 
 
-def _pseudonym_column(values: pd.Series, key: privacy.DomainKey) -> pd.Series:
-    """:func:`privacy.pseudonymise` kept in Arrow from the read to the loader where the values are Arrow-backed:
-    as an object column, 300,000 pseudonyms became 300,000 Python strings and then Arrow text again (about
-    0.05 s a file each way, measured here)."""
-    if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow":
-        return pd.Series(pd.arrays.ArrowExtensionArray(privacy.pseudonymise(pa.array(values.array), key)),
-                         index=values.index)
-    return pd.Series(privacy.pseudonymise(values, key), index=values.index)
-
-
 def _stage_incidents(
     good: pd.DataFrame, contract: Contract, delivery_id: str, master_key: bytes, placing: PlacingContext,
     stage_seconds: dict[str, float] | None = None,
@@ -134,9 +124,9 @@ def _stage_incidents(
     staged = pd.DataFrame(index=good.index)
     staged["partner"] = _constant(contract.partner, len(good))
     with _timed(stage_seconds, "pseudonymise"):
-        staged["partner_record_id"] = _pseudonym_column(good["record_id"], record_key)
+        staged["partner_record_id"] = privacy.pseudonymise(good["record_id"], record_key, keep_arrow=True)
         # One pseudonym per row here; staged_table wraps it into the `persons` list in bulk.
-        staged["person"] = _pseudonym_column(good["person_id"], person_key)
+        staged["person"] = privacy.pseudonymise(good["person_id"], person_key, keep_arrow=True)
     staged["revision"] = good["revision"].astype("int32")
     staged["delivery_id"] = _constant(delivery_id, len(good))
     staged["source_row"] = good["source_row"]
@@ -242,7 +232,7 @@ class HeldRecordKeys:
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         keys = con.execute("SELECT record_key FROM incidents").fetchnumpy()["record_key"]
-        self.keys = np.unique(np.asarray(keys, dtype=np.uint64))
+        self.keys = np.sort(np.asarray(keys, dtype=np.uint64))
 
     def any_held(self, table: pa.Table) -> bool:
         # Sorted first: numpy's search then walks the listed keys in order. Searching 300,000 keys in random

@@ -202,7 +202,7 @@ def new_files(home: Home, partner: str) -> list[Path]:
 
 def ingest_inbox(home: Home, partner: str, key: bytes) -> list[dict]:
     """Ingest every file in inbox/<partner>/ not yet in the ledger. Returns one receipt (dict) per file."""
-    return [r.to_json() for r in ingest_files(home, partner, new_files(home, partner), key)]
+    return ingest_inboxes(home, [partner], key)
 
 
 def ingest_inboxes(home: Home, partners: list[str], key: bytes) -> list[dict]:

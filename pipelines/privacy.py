@@ -303,7 +303,7 @@ def _hmac_polars(values, key: DomainKey):
     return column.get_column("v")
 
 
-def pseudonymise(values, key: DomainKey):
+def pseudonymise(values, key: DomainKey, keep_arrow: bool = False):
     """Keyed pseudonyms: HMAC-SHA-256(domain key, UTF-8 of the value) as 64 lower-case hex characters.
 
     Never a plain or salted hash: every valid personnummer can be hashed in seconds, so only a secret key makes
@@ -312,8 +312,10 @@ def pseudonymise(values, key: DomainKey):
     text; numbers are refused because a number has already lost its leading zeros (PRIVACY.md, "Identifiers").
     Nulls stay null. Store ``key.key_id`` beside the pseudonyms.
 
-    Accepts a pandas Series (returns an object Series with the same index and name), a pyarrow Array or
-    ChunkedArray (returns a pyarrow string Array), or a numpy array / list (returns a numpy object array).
+    Accepts a pandas Series (returns an object Series with the same index and name; with ``keep_arrow`` an
+    Arrow-backed Series gives an Arrow-backed one, so 64-character pseudonyms never become Python strings on
+    their way to the loader), a pyarrow Array or ChunkedArray (returns a pyarrow string Array), or a numpy
+    array / list (returns a numpy object array).
 
     Works in bulk: the HMAC is computed once per distinct value (pandas factorize / pyarrow dictionary
     encoding) and mapped back; from POLARS_HMAC_MIN_VALUES distinct values on by polars-hash (about 2.5 million
@@ -325,8 +327,10 @@ def pseudonymise(values, key: DomainKey):
     if isinstance(values, (pa.Array, pa.ChunkedArray)):
         return _pseudonymise_arrow(values, key)
     if isinstance(values, pd.Series) and _arrow_backed(values):
-        keyed = _pseudonymise_arrow(pa.array(values.array), key).to_numpy(zero_copy_only=False)
-        return pd.Series(keyed, index=values.index, name=values.name, dtype=object)
+        keyed = _pseudonymise_arrow(pa.array(values.array), key)
+        if keep_arrow:
+            return pd.Series(pd.arrays.ArrowExtensionArray(keyed), index=values.index, name=values.name)
+        return pd.Series(keyed.to_numpy(zero_copy_only=False), index=values.index, name=values.name, dtype=object)
 
     series = values if isinstance(values, pd.Series) else pd.Series(np.asarray(values, dtype=object))
     if not (pd.api.types.is_string_dtype(series.dtype) or series.dtype == object):

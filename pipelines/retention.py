@@ -98,8 +98,8 @@ def run_retention(home: Home, now: datetime | None = None, days: int | None = No
                 warehouse.audit(con, AUDIT_ACTION, "inbox, incidents, quarantine", detail={
                     **{k: v for k, v in asdict(result).items()}, "retention_days": retention_days(days),
                 }, at=now)
-        # Writers leave compaction to this step (warehouse.connect says why): deleted rows, here and from
-        # revisions and withdrawn periods since the last run, are removed from the file.
+        # Writers leave compaction to this step (warehouse.connect says why): when this run has cleared rows,
+        # those and the rows deleted by revisions and withdrawn periods since are removed from the file.
         warehouse.compact(con)
     for path in files:
         path.unlink(missing_ok=True)

@@ -135,8 +135,10 @@ def connect(home: Home, read_only: bool = False) -> duckdb.DuckDBPyConnection:
 
 def compact(con: duckdb.DuckDBPyConnection) -> None:
     """Merge part-filled row groups and drop deleted rows from the file (DuckDB's vacuum, in a checkpoint):
-    after retention, so that deleted and withdrawn records leave the file and not only the tables."""
-    con.execute("SET max_vacuum_tasks = 100")
+    after retention, so that deleted and withdrawn records leave the file and not only the tables. DuckDB
+    vacuums only the tables changed since the last checkpoint, so this compacts `incidents` when retention has
+    just changed it (tests/test_retention.py shows both)."""
+    con.execute("SET max_vacuum_tasks = 100")  # DuckDB's default
     try:
         con.execute("CHECKPOINT")
     finally:

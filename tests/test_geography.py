@@ -439,8 +439,8 @@ def test_the_index_saved_on_disk_places_as_the_one_built(areas, boundary, tmp_pa
     e, n = rng.uniform(minx, maxx, 200_000), rng.uniform(miny, maxy, 200_000)
     built = geography._AreaIndex(areas)
     cache = tmp_path / "area-index"
-    geography._INDEX_CACHE.clear()
-    geography.prepare_area_index(areas, cache)
+    geography._area_index(areas)  # held in this process only (as place() without a cache folder leaves it)
+    geography.prepare_area_index(areas, cache)  # still written to disk for the other processes
     saved = sorted(cache.glob("area-index-*.npz"))
     assert len(saved) == 1
     geography._INDEX_CACHE.clear()  # as a new process
