@@ -30,6 +30,9 @@ EXCEL_SERIAL_RANGE = (20000, 80000)
 FUTURE_TOLERANCE = timedelta(days=1)
 # time_precision values, in the order of their codes here (0: an interval, 1: a day only, 2: an exact time).
 TIME_PRECISIONS = ("interval", "day", "exact")
+# The years an occurrence may fall in: the warehouse's calendar of ISO weeks (warehouse.incident_vocabularies)
+# covers them, and an occurrence outside them is quarantined ("year_outside_1900_2199").
+FIRST_YEAR, LAST_YEAR = 1900, 2199
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -196,6 +199,9 @@ _SHAPES = {1: 10, 2: 16, 3: 19}  # shape id: length of YYYY-MM-DD, YYYY-MM-DD HH
 _SEPARATORS = {4: ord("-"), 7: ord("-"), 10: ord(" "), 13: ord(":"), 16: ord(":")}
 # Contract formats that accept exactly one of those shapes (and reject the others).
 _FORMAT_SHAPE = {"%Y-%m-%d": 1, "%Y-%m-%d %H:%M": 2, "%Y-%m-%d %H:%M:%S": 3}
+# FIRST_YEAR-01-01 and (LAST_YEAR + 1)-01-01 in UTC microseconds: the occurrences the warehouse can hold.
+_YEARS_US = tuple(int((datetime(year, 1, 1, tzinfo=timezone.utc) - datetime(1970, 1, 1, tzinfo=timezone.utc))
+                      / timedelta(microseconds=1)) for year in (FIRST_YEAR, LAST_YEAR + 1))
 _DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
 
 
@@ -213,8 +219,8 @@ def _days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
 @functools.cache
 def _months() -> tuple[np.ndarray, np.ndarray]:
     """Day number (since 1970-01-01) of the first of each month 1900-01..2199-12, and the month's length."""
-    years = np.repeat(np.arange(1900, 2200), 12)
-    months = np.tile(np.arange(1, 13), 300)
+    years = np.repeat(np.arange(FIRST_YEAR, LAST_YEAR + 1), 12)
+    months = np.tile(np.arange(1, 13), LAST_YEAR + 1 - FIRST_YEAR)
     starts = _days_from_civil(years, months, np.ones_like(years)).astype(np.int64)
     leap = (years % 4 == 0) & ((years % 100 != 0) | (years % 400 == 0))
     lengths = _DAYS_IN_MONTH[months] + (leap & (months == 2))
@@ -260,8 +266,8 @@ def _shaped_local_times(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         year, month, day = number(0, 4), number(5, 7), number(8, 10)
         hour, minute, second = number(11, 13), number(14, 16), number(17, 19)
         month_starts, month_lengths = _months()
-        ok &= (year >= 1900) & (year <= 2199) & (month >= 1) & (month <= 12)
-        month_index = np.where(ok, (year - 1900) * 12 + month - 1, 0)
+        ok &= (year >= FIRST_YEAR) & (year <= LAST_YEAR) & (month >= 1) & (month <= 12)
+        month_index = np.where(ok, (year - FIRST_YEAR) * 12 + month - 1, 0)
         ok &= (day >= 1) & (day <= month_lengths[month_index]) & (hour <= 23) & (minute <= 59) & (second <= 59)
         days = month_starts[month_index] + (day - 1)
         seconds = ((days * 24 + hour) * 60 + minute) * 60 + second
@@ -505,9 +511,12 @@ def to_canonical(
                 future = (out[field] > limit).fillna(False).to_numpy(dtype=bool)
             else:
                 future = ~missing & (micros > limit_us)
+            # A date pandas reads but the warehouse's calendar does not hold (e.g. 1850, a typo for 1950).
+            status[~missing & ((micros < _YEARS_US[0]) | (micros >= _YEARS_US[1]))] = 4
             status[future] = 3
             day_only = is_day
-        out[f"{field}_status"] = _codes(("ok", "not_a_date", "missing", "in_the_future"), status, shared=shared)
+        out[f"{field}_status"] = _codes(("ok", "not_a_date", "missing", "in_the_future", "year_outside_1900_2199"),
+                                        status, shared=shared)
     # occurred_to before occurred_from is a Great Expectations column-pair rule (validate.py).
     occurred_to, occurred_from = times["occurred_to"], times["occurred_from"]
     has_to = (occurred_to != nat) & ((occurred_to != occurred_from) | (occurred_from == nat))

@@ -250,6 +250,8 @@ def _reference_to_canonical(
         status = _reference_status(idx).mask(values.ne("") & parsed.isna(), "not_a_date")
         if field == "occurred_from":
             status = status.mask(values.eq(""), "missing")
+            outside = (parsed < pd.Timestamp("1900-01-01", tz="UTC")) | (parsed >= pd.Timestamp("2200-01-01", tz="UTC"))
+            status = status.mask(outside.fillna(False), "year_outside_1900_2199")
             future = parsed > pd.Timestamp(received_at + FUTURE_TOLERANCE)
             status = status.mask(future.fillna(False), "in_the_future")
             frame["occurred_day_only"] = is_day

@@ -103,6 +103,7 @@ def test_rules_quarantine_with_reasons_and_no_personal_values(tmp_path):
         "A7;1;2099-01-01 10:00;;Klotter;;;future",
         "A1;2;2026-03-03 10:00;;Klotter;;;higher revision of A1",
         "A9;x;2026-03-02 21:30;;;0;0;several problems",
+        "A10;1;1850-06-01 10:00;;Klotter;;;before the warehouse's calendar (a typo for 1950?)",
     ]
     c = contract(tmp_path)
     raw = read_delivery(write(tmp_path, HEADER + "\n".join(rows) + "\n"), c)
@@ -117,6 +118,7 @@ def test_rules_quarantine_with_reasons_and_no_personal_values(tmp_path):
     assert any("latitude outside Sweden" in r for r in reasons[6])
     assert reasons[7] == ["occurred_from: in_the_future"]
     assert {"revision: not_a_whole_number", "category: missing"} <= set(reasons[9])
+    assert reasons[10] == ["occurred_from: year_outside_1900_2199"]  # its ISO week is not one the store holds
     # Reasons are codes and fixed texts: no value from the file appears in them.
     text = " ".join(r for found in reasons.values() for r in found)
     for value in ("A1", "A9", "Okänd", "02/03/2026", "several", "15,21"):

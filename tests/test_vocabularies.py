@@ -57,3 +57,20 @@ def test_a_catalogue_that_grows_widens_the_column_and_one_that_drops_a_stored_va
     with pytest.raises(duckdb.ConversionException):
         warehouse.sync_vocabularies(con)
     assert con.execute("SELECT category FROM incidents").fetchone()[0] == "bicycle_theft"
+
+
+def test_the_week_calendar_covers_every_accepted_year_in_order_and_compares_as_text():
+    weeks = warehouse.incident_vocabularies()["iso_week"]
+    assert weeks[0] == "1900-W01" and "2199-W52" in weeks and "2026-W53" in weeks and "2025-W53" not in weeks
+    assert list(weeks) == sorted(weeks)  # the ENUM's order is the calendar's
+    con = _warehouse_with_an_incident()
+    assert con.execute("SELECT count(*) FROM incidents WHERE iso_week <= '2026-W10'").fetchone()[0] == 1
+    assert con.execute("SELECT count(*) FROM incidents WHERE iso_week < '2026-W10'").fetchone()[0] == 0
+    assert con.execute("SELECT count(*) FROM incidents WHERE iso_week BETWEEN '2025-W50' AND '2026-W12'"
+                       ).fetchone()[0] == 1
+
+
+def test_the_store_refuses_a_partner_without_a_contract():
+    con = _warehouse_with_an_incident()
+    with pytest.raises(duckdb.ConversionException):
+        con.execute("UPDATE incidents SET partner = 'no_such_partner'")
