@@ -139,12 +139,12 @@ def _stage_incidents(
         # A partner outside the installation's geography (contract `area_codes: partner`, e.g. police.uk's
         # LSOA codes): its own area code is kept as given, at area precision; no grid cell, no placing.
         staged["area_code"] = good["area_code"]
-        staged["grid_cell"] = None
+        staged["grid_cell"] = pd.array([pd.NA] * len(good), dtype="Int64")
         staged["location_precision"] = np.where(good["area_code"].notna(), "area", "unplaced")
     elif contract.location_precision == "municipality":
         # Coordinates that are a town centre say nothing about where in the municipality it happened.
         staged["area_code"] = None
-        staged["grid_cell"] = None
+        staged["grid_cell"] = pd.array([pd.NA] * len(good), dtype="Int64")
         staged["location_precision"] = "municipality"
         if contract.gazetteer and good["description"].notna().any():
             # The district named in the text (before scrubbing; the text itself is not kept for this).

@@ -2,7 +2,7 @@
 -- id, never an exact place (PRIVACY.md). The date is occurred_from's local date in Europe/Stockholm.
 -- Incidents without a cell come back as one row with grid_cell NULL, so the caller can count them.
 -- Parameters: $start DATE (inclusive), $end DATE (exclusive), $categories VARCHAR[] (NULL: every category).
-SELECT grid_cell,
+SELECT grid_cell::VARCHAR AS grid_cell,  -- stored as a number (sql/005)
        count(*) AS n
 FROM incidents
 WHERE CAST(timezone('Europe/Stockholm', occurred_from) AS DATE) >= $start

@@ -118,7 +118,7 @@ def test_every_file_under_out_is_logged_for_its_declared_audience_with_no_more_d
     home, _ = exported
     with closing(warehouse.connect(home, read_only=True)) as con:
         audiences_of, _ = audiences.output_audiences(con, home.out)
-        grid_cells = {r[0] for r in con.execute("SELECT grid_cell FROM incidents WHERE grid_cell IS NOT NULL")
+        grid_cells = {r[0] for r in con.execute("SELECT grid_cell::VARCHAR FROM incidents WHERE grid_cell IS NOT NULL")
                       .fetchall()}
     assert audiences.check_outputs(home, TEST_KEY) == []
     # Every file was judged, and every kind of output is there (the check is not vacuous).
