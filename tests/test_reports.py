@@ -45,10 +45,10 @@ AREAS = [
 A, B, C, D = (code for code, *_ in AREAS)
 
 PARTNERS = [
-    ("police", "Polisen", False),
+    ("police_cases", "Polisen", False),
     ("housing", "Örebrobostäder (ÖBO)", False),
-    ("social", "Socialtjänsten", True),
-    ("school", "Skolan", True),
+    ("social_services", "Socialtjänsten", True),
+    ("schools", "Skolan", True),
 ]
 
 
@@ -127,28 +127,28 @@ def build_warehouse(root: Path) -> tuple[Home, object]:
         )
 
     for monday in BASELINE_MONDAYS:
-        add("police", monday, A, "property_damage", 15)
-        add("police", monday, B, "theft", 10)
-        deliver("police", monday, 25)
+        add("police_cases", monday, A, "property_damage", 15)
+        add("police_cases", monday, B, "theft", 10)
+        deliver("police_cases", monday, 25)
         add("housing", monday, C, "littering", 8)
         deliver("housing", monday, 8)
-        add("school", monday, A, "threat_violence_staff", 6)
-        deliver("school", monday, 6)
+        add("schools", monday, A, "threat_violence_staff", 6)
+        deliver("schools", monday, 6)
         if monday >= date(2025, 2, 17):  # W08-W11
-            add("social", monday, D, "threat_violence_staff", 8)
-            deliver("social", monday, 8)
+            add("social_services", monday, D, "threat_violence_staff", 8)
+            deliver("social_services", monday, 8)
 
-    add("police", WEEK_MONDAY, A, "property_damage", 20)
-    add("police", WEEK_MONDAY, B, "theft", 12)
-    add("police", WEEK_MONDAY, A, "graffiti", 3)
-    add("police", WEEK_MONDAY, None, "public_order", 2)
-    deliver("police", WEEK_MONDAY, 37, rows_quarantined=3)
+    add("police_cases", WEEK_MONDAY, A, "property_damage", 20)
+    add("police_cases", WEEK_MONDAY, B, "theft", 12)
+    add("police_cases", WEEK_MONDAY, A, "graffiti", 3)
+    add("police_cases", WEEK_MONDAY, None, "public_order", 2)
+    deliver("police_cases", WEEK_MONDAY, 37, rows_quarantined=3)
     add("housing", WEEK_MONDAY, C, "littering", 8)
     add("housing", WEEK_MONDAY, B, "property_damage", 6)
     deliver("housing", WEEK_MONDAY, 14)
-    add("social", WEEK_MONDAY, D, "threat_violence_staff", 7)
-    deliver("social", WEEK_MONDAY, 7)
-    deliver("school", WEEK_MONDAY, 0, status="rejected")
+    add("social_services", WEEK_MONDAY, D, "threat_violence_staff", 7)
+    deliver("social_services", WEEK_MONDAY, 7)
+    deliver("schools", WEEK_MONDAY, 0, status="rejected")
 
     columns = list(incidents[0])
     con.executemany(
@@ -165,9 +165,9 @@ def build_warehouse(root: Path) -> tuple[Home, object]:
         [
             ["i1", "Extra väktarrondering kvällstid " + XSS, A, "rondering", "housing", date(2025, 3, 1), None,
              ["property_damage", "graffiti"]],
-            ["i2", "Belysning gångtunnel", B, "fysisk miljö", "police", date(2025, 3, 20), date(2025, 4, 30), []],
-            ["i3", "Avslutad insats", C, "samtal", "social", date(2025, 1, 1), date(2025, 3, 16), []],
-            ["i4", "Kommande insats", C, "samtal", "social", date(2025, 3, 24), None, []],
+            ["i2", "Belysning gångtunnel", B, "fysisk miljö", "police_cases", date(2025, 3, 20), date(2025, 4, 30), []],
+            ["i3", "Avslutad insats", C, "samtal", "social_services", date(2025, 1, 1), date(2025, 3, 16), []],
+            ["i4", "Kommande insats", C, "samtal", "social_services", date(2025, 3, 24), None, []],
         ],
     )
     con.execute(warehouse.sql_text("aggregate_weekly_counts"))
@@ -442,7 +442,7 @@ def test_weekly_csv_tables(built):
         for value in row.values():
             assert not value.startswith(("=", "+", "-", "@", "\t")), value
     deliveries = _csv(paths[f"veckorapport_{WEEK}_leveranser.csv"])
-    school = next(r for r in deliveries if r["Samverkanspart (kod)"] == "school")
+    school = next(r for r in deliveries if r["Samverkanspart (kod)"] == "schools")
     assert school["Levererat"] == "Nej" and "saknas, inte noll" in school["Kommentar"]
 
 
