@@ -72,7 +72,7 @@ def incident_vocabularies() -> dict[str, tuple[str, ...]]:
     """Column -> its allowed values, sorted: what `incidents` stores as ENUM columns. Read once per process
     (every connection checks its columns against it)."""
     from pipelines.canonical import FIRST_YEAR, LAST_YEAR, TIME_PRECISIONS
-    from pipelines.contracts import _place_types, _taxonomy_codes, load_contracts
+    from pipelines.contracts import _place_types, _taxonomy_codes
     from pipelines.ingest import LOCATION_PRECISIONS
 
     return {
@@ -80,9 +80,6 @@ def incident_vocabularies() -> dict[str, tuple[str, ...]]:
         "place_type": tuple(sorted(_place_types())),
         "time_precision": tuple(sorted(TIME_PRECISIONS)),
         "location_precision": tuple(sorted(LOCATION_PRECISIONS)),
-        # The partners with a contract in schemas/partners/: a partner that stops delivering keeps its
-        # contract file, as its incidents stay (sync_vocabularies refuses to drop a stored value).
-        "partner": tuple(sorted(load_contracts())),
         # Every ISO week of the years canonical.py accepts a date in (an earlier or later date is quarantined
         # there), so the calendar never has to grow. 'YYYY-Www' sorts as the weeks follow each other, so the
         # ENUM's order is the calendar's and `iso_week <= '2026-W10'` means what it says.

@@ -69,8 +69,3 @@ def test_the_week_calendar_covers_every_accepted_year_in_order_and_compares_as_t
     assert con.execute("SELECT count(*) FROM incidents WHERE iso_week BETWEEN '2025-W50' AND '2026-W12'"
                        ).fetchone()[0] == 1
 
-
-def test_the_store_refuses_a_partner_without_a_contract():
-    con = _warehouse_with_an_incident()
-    with pytest.raises(duckdb.ConversionException):
-        con.execute("UPDATE incidents SET partner = 'no_such_partner'")
