@@ -145,7 +145,8 @@ OWN_COLUMNS = ["record", "revision", "iso_week", "occurred_date", "category", "p
 def _own_rows(con, partner: str, master: bytes) -> pd.DataFrame:
     rows = con.execute(
         "SELECT partner_record_id, revision, iso_week, CAST(timezone('Europe/Stockholm', occurred_from) AS DATE) "
-        "AS occurred_date, category, place_type, area_code, location_precision, persons FROM incidents "
+        "AS occurred_date, category, place_type, area_code::VARCHAR AS area_code, location_precision, persons "
+        "FROM incidents "
         "WHERE partner = ? ORDER BY iso_week, partner_record_id", [partner]).df()
     key = privacy.derive_key(master, export_domain(partner))
     # HMAC of the stored pseudonym under the partner's export key: the identifiers themselves are not stored,

@@ -28,7 +28,7 @@ from pipelines.contracts import Contract
 from pipelines.readers import DeliveryRefused, RawDelivery, read_delivery
 from pipelines.receipts import Receipt, write_receipt
 from pipelines.settings import MUNICIPALITY_NAME, TIMEZONE, Home
-from pipelines.warehouse import audit, sql_text, transaction
+from pipelines.warehouse import OPEN_VOCABULARIES, OpenVocabularies, audit, sql_text, transaction
 
 log = logging.getLogger(__name__)
 
@@ -253,9 +253,25 @@ class HeldRecordKeys:
         self.keys = keys
 
 
-def _load(con, table: pa.Table, held: HeldRecordKeys | None = None) -> None:
+def _vocabulary_values(table: pa.Table) -> dict[str, list[str]]:
+    """The values of each open vocabulary column (warehouse.OPEN_VOCABULARIES) in a staged table: a dictionary
+    column's dictionary, any other column's distinct values."""
+    values = {}
+    for column in OPEN_VOCABULARIES:
+        array = table[column].combine_chunks()
+        if pa.types.is_dictionary(array.type):
+            array = array.dictionary
+        values[column] = [] if pa.types.is_null(array.type) else pc.unique(array.cast(pa.string())).to_pylist()
+    return values
+
+
+def _load(con, table: pa.Table, held: HeldRecordKeys | None = None,
+          vocabularies: OpenVocabularies | None = None) -> None:
     """Upsert the rows of :func:`staged_table` (sql/upsert_incidents.sql), inside the caller's transaction.
-    With ``held`` (the run's :class:`HeldRecordKeys`), a file that holds no listed record is inserted as is."""
+    With ``held`` (the run's :class:`HeldRecordKeys`), a file that holds no listed record is inserted as is.
+    Open vocabulary columns are widened first for a value they do not hold yet (``vocabularies``: the run's
+    :class:`warehouse.OpenVocabularies`, else read here)."""
+    (vocabularies or OpenVocabularies(con)).widen(con, _vocabulary_values(table))
     con.register("staged_incidents", table)
     try:
         if held is not None and not held.any_held(table):
@@ -417,10 +433,13 @@ def apply_delivery(
     prepared: PreparedDelivery,
     stage_seconds: dict[str, float] | None = None,
     held: HeldRecordKeys | None = None,
+    vocabularies: OpenVocabularies | None = None,
 ) -> Receipt:
     """Apply a prepared file as one transaction (ledger, rows, quarantine, audit) and write its receipt. The
     ledger is asked here, in file order, so the same content prepared twice is still applied once. ``held``:
-    the run's :class:`HeldRecordKeys`, given the file's keys once it is committed."""
+    the run's :class:`HeldRecordKeys`, given the file's keys once it is committed; ``vocabularies``: the run's
+    :class:`warehouse.OpenVocabularies` (widened in a transaction of its own, before the file's: a wider ENUM
+    holding no row of a file that then fails changes nothing, and the run's copy stays true)."""
     receipt = prepared.receipt
     duplicate = _duplicate(con, contract, path, receipt.delivery_id, receipt.received_at)
     if duplicate is not None:
@@ -434,8 +453,14 @@ def apply_delivery(
         return receipt
     with _timed(stage_seconds, "load"):
         table = staged_table(prepared.staged)
+    vocabularies = vocabularies or OpenVocabularies(con)
+    with _timed(stage_seconds, "load"):
+        wanted = _vocabulary_values(table)
+        if vocabularies.lacks(wanted):
+            with transaction(con):
+                vocabularies.widen(con, wanted)
     with _timed(stage_seconds, "load"), transaction(con):
-        _load(con, table, held)
+        _load(con, table, held, vocabularies)
         if prepared.delivered_ids is not None:
             receipt.rows_withdrawn = _withdraw_period(con, receipt, prepared.delivered_ids)
         _quarantine_rows(con, receipt, prepared.reasons)
@@ -462,6 +487,7 @@ def ingest_file(
     received_at: datetime | None = None,
     stage_seconds: dict[str, float] | None = None,
     held: HeldRecordKeys | None = None,
+    vocabularies: OpenVocabularies | None = None,
 ) -> Receipt:
     """Ingest one file as one transaction and write its receipt. Never raises for bad data: it refuses.
 
@@ -472,7 +498,7 @@ def ingest_file(
     if duplicate is not None:
         return duplicate
     prepared = prepare_delivery(contract, path, master_key, placing, received_at, stage_seconds, delivery_id)
-    return apply_delivery(con, home, contract, path, prepared, stage_seconds, held)
+    return apply_delivery(con, home, contract, path, prepared, stage_seconds, held, vocabularies)
 
 
 def _canonical(raw: RawDelivery, contract: Contract, received_at: datetime) -> pd.DataFrame:

@@ -153,6 +153,13 @@ def ingest_deliveries(
     try:
         placing = placing_context(con, home) if deliveries else None
         held = HeldRecordKeys(con) if deliveries else None
+        vocabularies = warehouse.OpenVocabularies(con) if deliveries else None
+        if deliveries:
+            # The run's partners and the installed areas, all at once before the first file: each value new to
+            # a column rewrites that column, which is cheapest while the run has loaded nothing yet.
+            with warehouse.transaction(con):
+                vocabularies.widen(con, {"partner": sorted({partner for partner, _ in deliveries}),
+                                         "area_code": list(placing.area_index.codes)})
 
         def prepare(partner: str, path: Path):
             delivery_id = content_hash(path)
@@ -170,9 +177,9 @@ def ingest_deliveries(
             upcoming = pool.submit(prepare, *deliveries[number]) if number < len(deliveries) else None
             if prepared is None:
                 receipt = ingest_file(con, home, contract, path, key, placing, stage_seconds=stage_seconds,
-                                      held=held)
+                                      held=held, vocabularies=vocabularies)
             else:
-                receipt = apply_delivery(con, home, contract, path, prepared, stage_seconds, held)
+                receipt = apply_delivery(con, home, contract, path, prepared, stage_seconds, held, vocabularies)
             log.info(
                 "%s %d/%d %s: %s, %d in, %d loaded, %d quarantined",
                 partner, number, len(deliveries), path.name, receipt.status, receipt.rows_in,

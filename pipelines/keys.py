@@ -96,11 +96,12 @@ def rotate(home: Home, old: bytes, new: bytes) -> Rotation:
                 for i, persons in zip(rows.index, rows["persons"])
             ]
             mapping = pa.table({
-                "partner": pa.array(rows["partner"], pa.string()),
+                "partner": pa.array(rows["partner"].astype(object), pa.string()),
                 "old_id": pa.array(rows["partner_record_id"], pa.string()),
                 "new_id": pa.array(rows["new_record_id"], pa.string()),
                 "new_persons": pa.array(rows["new_persons"], pa.list_(pa.string())),
             })
+            warehouse.OpenVocabularies(con).widen(con, {"key_id": [new_id]})  # key_id is an ENUM (warehouse.py)
             con.register("rotation_mapping", mapping)
             try:
                 for statement in _statements(warehouse.sql_text("keys_rotate")):
