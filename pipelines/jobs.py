@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
@@ -47,6 +48,7 @@ def _replace_table(con, table: str, frame: pd.DataFrame) -> None:
 # keeps what it wrote cached: at 30 M bench rows the process peaked at 5.7 GB. Loading needs no more than the
 # file in hand; the rest is written to the database file anyway.
 INGEST_DUCKDB_MEMORY = "1GB"
+PREPARING_THREADS = 1
 
 
 def load_interventions(path: Path) -> pd.DataFrame:
@@ -149,7 +151,7 @@ def ingest_deliveries(
     # Two cores, two kinds of work: while DuckDB loads one file (it releases the GIL), the next file is read,
     # validated, pseudonymised and placed in a worker thread. Files are still applied one at a time, in order,
     # each in its own transaction, and the ledger is asked when a file is applied, so nothing is applied twice.
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="est-prepare")
+    pool = ThreadPoolExecutor(max_workers=PREPARING_THREADS, thread_name_prefix="est-prepare")
     try:
         placing = placing_context(con, home) if deliveries else None
         held = HeldRecordKeys(con) if deliveries else None
@@ -170,11 +172,12 @@ def ingest_deliveries(
             return prepare_delivery(contracts[partner], path, key, placing, stage_seconds=stage_seconds,
                                     delivery_id=delivery_id)
 
-        upcoming = pool.submit(prepare, *deliveries[0]) if deliveries else None
+        upcoming = deque(pool.submit(prepare, *delivery) for delivery in deliveries[:PREPARING_THREADS])
         for number, (partner, path) in enumerate(deliveries, start=1):
             contract = contracts[partner]
-            prepared = upcoming.result()
-            upcoming = pool.submit(prepare, *deliveries[number]) if number < len(deliveries) else None
+            prepared = upcoming.popleft().result()
+            if number + PREPARING_THREADS - 1 < len(deliveries):
+                upcoming.append(pool.submit(prepare, *deliveries[number + PREPARING_THREADS - 1]))
             if prepared is None:
                 receipt = ingest_file(con, home, contract, path, key, placing, stage_seconds=stage_seconds,
                                       held=held, vocabularies=vocabularies)

@@ -69,3 +69,34 @@ def test_the_week_calendar_covers_every_accepted_year_in_order_and_compares_as_t
     assert con.execute("SELECT count(*) FROM incidents WHERE iso_week BETWEEN '2025-W50' AND '2026-W12'"
                        ).fetchone()[0] == 1
 
+
+
+def test_an_open_vocabulary_becomes_an_enum_of_what_it_holds_and_widens_sorted():
+    con = _warehouse_with_an_incident()  # area_code NULL, partner 'housing', as text (a new warehouse)
+    vocabularies = warehouse.OpenVocabularies(con)
+    assert vocabularies.values["partner"] is None
+    assert vocabularies.widen(con, {"partner": ["schools", "housing", None]}) == ["partner"]
+    assert _type(con, "partner") == warehouse._enum_type(("housing", "schools"))
+    assert vocabularies.widen(con, {"partner": ["housing"]}) == []  # held already: nothing to do
+    assert not vocabularies.lacks({"partner": ["schools"], "area_code": [None]})
+    assert vocabularies.widen(con, {"partner": ["aa_partner"]}) == ["partner"]
+    con.execute("INSERT INTO incidents SELECT * REPLACE ('aa_partner' AS partner, 'cd' AS partner_record_id) "
+                "FROM incidents")
+    # Sorted ENUM: ORDER BY is still the text's order, and a value from another reader compares as text.
+    assert [r[0] for r in con.execute("SELECT partner FROM incidents ORDER BY partner").fetchall()] == [
+        "aa_partner", "housing"]
+    assert con.execute("SELECT count(*) FROM incidents WHERE partner = 'no_such_partner'").fetchone()[0] == 0
+    # A second writer reads what the first left.
+    assert warehouse.OpenVocabularies(con).values["partner"] == {"aa_partner", "housing", "schools"}
+
+
+def test_a_delivery_with_a_new_partner_category_is_loaded_after_widening(tmp_path):
+    con = _warehouse_with_an_incident()
+    vocabularies = warehouse.OpenVocabularies(con)
+    vocabularies.widen(con, {"partner_category": ["A"]})
+    with pytest.raises(duckdb.ConversionException):  # the store itself refuses a value not widened for
+        con.execute("UPDATE incidents SET partner_category = 'B'")
+    assert vocabularies.lacks({"partner_category": ["B"]})
+    vocabularies.widen(con, {"partner_category": ["B"]})
+    con.execute("UPDATE incidents SET partner_category = 'B'")
+    assert con.execute("SELECT partner_category FROM incidents").fetchone()[0] == "B"
