@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -55,6 +56,9 @@ class PlacingContext:
     area_index: object = None  # geography.prepare_area_index(areas, ...): placing finds it again otherwise
 
 
+_STAGE_LOCK = threading.Lock()
+
+
 @contextmanager
 def _timed(stage_seconds: dict[str, float] | None, stage: str):
     """Add the block's wall time to stage_seconds[stage] (the benchmark's per-stage figures)."""
@@ -63,7 +67,8 @@ def _timed(stage_seconds: dict[str, float] | None, stage: str):
         yield
     finally:
         if stage_seconds is not None:
-            stage_seconds[stage] = stage_seconds.get(stage, 0.0) + time.perf_counter() - started
+            with _STAGE_LOCK:  # several preparing threads add to one dict (jobs.PREPARING_THREADS)
+                stage_seconds[stage] = stage_seconds.get(stage, 0.0) + time.perf_counter() - started
 
 
 def content_hash(path: Path) -> str:
