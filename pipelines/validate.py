@@ -9,6 +9,7 @@ the pandas datasource: its SQL datasource returns nothing on DuckDB (it reads af
 from __future__ import annotations
 
 import logging
+import threading
 from functools import lru_cache
 
 import numpy as np
@@ -49,6 +50,9 @@ GX_MAX_ROWS = 200_000
 def _quiet_gx() -> None:
     # GX logs every function it registers at import when a root handler exists (Airflow installs one).
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
+
+
+_GX_LOCK = threading.Lock()
 
 
 @lru_cache(maxsize=1)
@@ -141,16 +145,20 @@ def gx_validate(frame: pd.DataFrame, extent: dict[str, tuple[float, float]] | No
     checked = frame[VALIDATED_COLUMNS].copy()
     for column in STATUS_COLUMNS:
         checked[column] = checked[column].astype(object)
-    batch = _batch_definition().get_batch(batch_parameters={"dataframe": checked})
-    result = batch.validate(
-        expectation_suite(_extent_key(extent)),
-        result_format={
-            "result_format": "COMPLETE",
-            "unexpected_index_column_names": ["source_row"],
-            "return_unexpected_index_query": False,
-            "partial_unexpected_count": 0,
-        },
-    )
+    # One validation at a time per process: the context, its one dataframe asset and the suite are shared, and
+    # Great Expectations is not made for threads. Two files validated at once in two preparing threads
+    # (jobs.PREPARING_THREADS) got each other's results: a row with no category passed as valid.
+    with _GX_LOCK:
+        batch = _batch_definition().get_batch(batch_parameters={"dataframe": checked})
+        result = batch.validate(
+            expectation_suite(_extent_key(extent)),
+            result_format={
+                "result_format": "COMPLETE",
+                "unexpected_index_column_names": ["source_row"],
+                "return_unexpected_index_query": False,
+                "partial_unexpected_count": 0,
+            },
+        )
     reasons: dict[int, list[str]] = {}
     for outcome in result.results:
         if outcome.success:

@@ -137,3 +137,16 @@ def test_bulk_reading_runs_in_a_fresh_process_where_great_expectations_never_ran
     *_, found, imported = done.stdout.strip().splitlines()
     assert int(found) > 0
     assert imported == "False"  # the bulk reading needs no Great Expectations import (3-4 s)
+
+
+def test_great_expectations_in_several_threads_gives_each_frame_its_own_reasons():
+    """Ingest prepares files in several threads (jobs.PREPARING_THREADS): validations running at once must not
+    see each other's rows. Without validate's lock, frames got another frame's results here."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    frames = [checked for _, frame in _canonical_frames() for checked in (frame, _broken_on_purpose(frame))]
+    expected = [validate.bulk_validate(frame) for frame in frames]
+    assert sum(map(len, expected)) > 50  # broken rows among them: a swap would show
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for _ in range(3):
+            assert list(pool.map(validate.gx_validate, frames)) == expected
