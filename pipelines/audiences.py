@@ -144,7 +144,8 @@ OWN_COLUMNS = ["record", "revision", "iso_week", "occurred_date", "category", "p
 
 def _own_rows(con, partner: str, master: bytes) -> pd.DataFrame:
     rows = con.execute(
-        "SELECT partner_record_id, revision, iso_week, CAST(timezone('Europe/Stockholm', occurred_from) AS DATE) "
+        "SELECT pseudonym_text(partner_record_id) AS partner_record_id, revision, iso_week, "
+        "CAST(timezone('Europe/Stockholm', occurred_from) AS DATE) "
         "AS occurred_date, category, place_type, area_code::VARCHAR AS area_code, location_precision, persons "
         "FROM incidents "
         "WHERE partner = ? ORDER BY iso_week, partner_record_id", [partner]).df()
@@ -354,14 +355,14 @@ def check_outputs(home: Home, master: bytes | None = None) -> list[Problem]:
     is also checked record by record against that partner's rows in its export domain. Empty list: all good."""
     with closing(warehouse.connect(home, read_only=True)) as con:
         audiences_of, problems = output_audiences(con, home.out)
-        stored = {r[0] for r in con.execute("SELECT partner_record_id FROM incidents").fetchall()}
+        stored = {r[0] for r in con.execute("SELECT pseudonym_text(partner_record_id) FROM incidents").fetchall()}
         stored |= {r[0] for r in con.execute("SELECT unnest(persons) FROM incidents").fetchall()}
         descriptions = [r[0] for r in con.execute(
             "SELECT DISTINCT description FROM incidents WHERE length(description) >= ?",
             [FREE_TEXT_MIN_CHARS]).fetchall()]
         own_ids = {}
         for partner, ids in con.execute(
-                "SELECT partner, list(partner_record_id) FROM incidents GROUP BY partner").fetchall():
+                "SELECT partner, list(pseudonym_text(partner_record_id)) FROM incidents GROUP BY partner").fetchall():
             own_ids[partner] = ids
     stored = {s.lower() for s in stored if s}
     for relative, name in sorted(audiences_of.items()):

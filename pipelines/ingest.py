@@ -185,25 +185,26 @@ _FEW_VALUES = ("partner", "delivery_id", "time_precision", "iso_week", "category
                "location_precision", "key_id")
 
 
-def _record_keys(pseudonyms: pa.Array) -> pa.Array:
-    """`record_key`: the first 64 bits of each 64-hex pseudonym as an unsigned integer (sql/003 says why), in
-    numpy over the Arrow buffer rather than by parsing text per row in SQL."""
+def _pseudonym_numbers(pseudonyms: pa.Array) -> pa.FixedSizeListArray:
+    """64-hex pseudonyms as the four big-endian 64-bit numbers the warehouse stores (sql/006), decoded in bulk
+    from the Arrow buffer rather than per row."""
     if len(pseudonyms) == 0:
-        return pa.array([], type=pa.uint64())
-    prefix = pc.utf8_slice_codeunits(pseudonyms, 0, 16)
-    if prefix.null_count:
+        return pa.FixedSizeListArray.from_arrays(pa.array([], type=pa.uint64()), 4)
+    if pseudonyms.null_count:
         raise ValueError("a staged incident has no record pseudonym")
-    offsets = np.frombuffer(prefix.buffers()[1], dtype=np.int32)[prefix.offset:prefix.offset + len(prefix) + 1]
-    if not np.all(np.diff(offsets) == 16):
+    offsets = np.frombuffer(pseudonyms.buffers()[1], dtype=np.int32)[
+        pseudonyms.offset:pseudonyms.offset + len(pseudonyms) + 1]
+    if not np.all(np.diff(offsets) == 64):
         raise ValueError("a record pseudonym is not 64 hex characters")
-    hex_digits = prefix.buffers()[2].to_pybytes()[offsets[0]:offsets[-1]]
-    keys = np.frombuffer(bytes.fromhex(hex_digits.decode("ascii")), dtype=">u8").astype(np.uint64)
-    return pa.array(keys, type=pa.uint64())
+    hex_digits = pseudonyms.buffers()[2].to_pybytes()[offsets[0]:offsets[-1]]
+    numbers = np.frombuffer(bytes.fromhex(hex_digits.decode("ascii")), dtype=">u8").astype(np.uint64)
+    return pa.FixedSizeListArray.from_arrays(pa.array(numbers, type=pa.uint64()), 4)
 
 
 def staged_table(staged: pd.DataFrame) -> pa.Table:
     """The staged rows as the Arrow table the loader reads: the person pseudonym wrapped into the `persons`
-    list, `record_key` computed, columns of few values dictionary-encoded."""
+    list, the record pseudonym as four numbers (sql/006) and `record_key` computed, columns of few values
+    dictionary-encoded."""
     # One thread: the columns are zero-copy or dictionary already, and pyarrow's pool of converter threads cost
     # more to start and join (0.012 s a file here) than it saved.
     table = pa.Table.from_pandas(staged, preserve_index=False, nthreads=1)
@@ -219,7 +220,9 @@ def staged_table(staged: pd.DataFrame) -> pa.Table:
     offsets = pa.array(np.arange(len(person) + 1, dtype=np.int32))
     mask = pc.is_null(person) if person.null_count else None
     columns["persons"] = pa.ListArray.from_arrays(offsets, person.fill_null(""), mask=mask)
-    columns["record_key"] = _record_keys(columns["partner_record_id"].cast(pa.string()))
+    record = _pseudonym_numbers(columns["partner_record_id"].cast(pa.string()))
+    columns["partner_record_id"] = record
+    columns["record_key"] = pc.list_element(record, 0)  # its first number (sql/003)
     return pa.table(columns)
 
 

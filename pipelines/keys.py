@@ -84,7 +84,8 @@ def rotate(home: Home, old: bytes, new: bytes) -> Rotation:
             raise RotationRefused(
                 f"rows carry key id(s) {sorted(ids - {old_id})} but the old key given has key id {old_id}: give "
                 "the key (chain) the rows were made with; nothing was changed")
-        rows = con.execute("SELECT partner, partner_record_id, persons FROM incidents").df()
+        rows = con.execute("SELECT partner, pseudonym_text(partner_record_id) AS partner_record_id, persons "
+                           "FROM incidents").df()
         if len(rows):
             rows["new_record_id"] = privacy.pseudonymise(rows["partner_record_id"].astype(object), record_key)
             flat = rows["persons"].explode()

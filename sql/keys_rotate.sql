@@ -4,10 +4,10 @@
 -- (delete and insert) inside the caller's transaction.
 -- Parameters: $new_key_id VARCHAR.
 CREATE TEMP TABLE rotated AS
-SELECT i.* REPLACE (m.new_id AS partner_record_id, m.new_persons AS persons, $new_key_id AS key_id,
+SELECT i.* REPLACE (pseudonym_key(m.new_id) AS partner_record_id, m.new_persons AS persons, $new_key_id AS key_id,
                     ('0x' || left(m.new_id, 16))::UBIGINT AS record_key)
 FROM incidents AS i
-JOIN rotation_mapping AS m ON m.partner = i.partner AND m.old_id = i.partner_record_id;
+JOIN rotation_mapping AS m ON m.partner = i.partner AND pseudonym_key(m.old_id) = i.partner_record_id;
 DELETE FROM incidents;
 INSERT INTO incidents SELECT * FROM rotated;
 DROP TABLE rotated;

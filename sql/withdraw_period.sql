@@ -7,4 +7,4 @@ DELETE FROM incidents
 WHERE partner = $partner
   AND delivery_id <> $delivery_id
   AND CAST(timezone('Europe/Stockholm', occurred_from) AS DATE) BETWEEN $period_from AND $period_to
-  AND partner_record_id NOT IN (SELECT partner_record_id FROM delivered_ids);
+  AND partner_record_id NOT IN (SELECT pseudonym_key(partner_record_id) FROM delivered_ids);  -- text: sql/006

@@ -59,7 +59,7 @@ def test_a_partner_export_holds_only_its_own_rows_and_no_analysis_pseudonym(expo
     own = _read(own_path)
     with closing(warehouse.connect(home, read_only=True)) as con:
         mine = con.execute("SELECT count(*) FROM incidents WHERE partner = 'social_services'").fetchone()[0]
-        stored = {r[0] for r in con.execute("SELECT partner_record_id FROM incidents").fetchall()}
+        stored = {r[0] for r in con.execute("SELECT pseudonym_text(partner_record_id) FROM incidents").fetchall()}
         stored |= {r[0] for r in con.execute("SELECT unnest(persons) FROM incidents").fetchall()}
         descriptions = [r[0] for r in con.execute(
             "SELECT description FROM incidents WHERE partner = 'social_services' AND description IS NOT NULL "
@@ -187,7 +187,7 @@ def test_an_output_logged_for_another_audience_is_found(exported, tmp_path):
 def test_pseudonyms_free_text_and_other_partners_rows_in_outputs_are_found(exported, tmp_path):
     home = _copy(exported, tmp_path)
     with closing(warehouse.connect(home, read_only=True)) as con:
-        record = con.execute("SELECT partner_record_id FROM incidents LIMIT 1").fetchone()[0]
+        record = con.execute("SELECT pseudonym_text(partner_record_id) FROM incidents LIMIT 1").fetchone()[0]
         person = con.execute("SELECT persons[1] FROM incidents WHERE len(persons) > 0 LIMIT 1").fetchone()[0]
         text = con.execute("SELECT description FROM incidents WHERE length(description) > 30 LIMIT 1").fetchone()[0]
     karta = home.out / "quarterly" / "2026Q1" / "karta_2026Q1.csv"

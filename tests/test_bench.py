@@ -69,7 +69,8 @@ def _check(con, bench_home, figures):
 
 
 @pytest.mark.parametrize("sql, complaint", [
-    ("UPDATE incidents SET partner_record_id = md5(partner_record_id) || md5(partner_record_id) "
+    ("UPDATE incidents SET partner_record_id = pseudonym_key(md5(pseudonym_text(partner_record_id)) "
+     "|| md5(pseudonym_text(partner_record_id))) "
      "WHERE partner = 'police_cases'", "pseudonyms"),
     ("UPDATE incidents SET area_code = '1880C1010' WHERE partner = 'police_cases'", "placements"),
     ("INSERT INTO incidents SELECT * FROM incidents LIMIT 1", "stored rows"),

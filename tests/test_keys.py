@@ -45,14 +45,14 @@ def test_rotation_changes_key_id_and_pseudonyms_but_no_count(home):
     assert before_ids == {keys.chain_key_id(TEST_KEY)}
     counts = _rows(home, COUNTS)
     weekly = _rows(home, "SELECT * FROM weekly_counts ORDER BY ALL")
-    old_ids = {r[0] for r in _rows(home, "SELECT partner_record_id FROM incidents")}
+    old_ids = {r[0] for r in _rows(home, "SELECT pseudonym_text(partner_record_id) FROM incidents")}
 
     result = keys.rotate(home, privacy.load_key(value=OLD_HEX), NEW_KEY)
     chain = privacy.load_key(value=f"{NEW_KEY.hex()},{OLD_HEX}")
     assert {r[0] for r in _rows(home, "SELECT DISTINCT key_id FROM incidents")} == {keys.chain_key_id(chain)}
     assert result.new_key_id != result.old_key_id
     assert _rows(home, COUNTS) == counts
-    assert not old_ids & {r[0] for r in _rows(home, "SELECT partner_record_id FROM incidents")}
+    assert not old_ids & {r[0] for r in _rows(home, "SELECT pseudonym_text(partner_record_id) FROM incidents")}
     jobs.aggregate(home)
     assert _rows(home, "SELECT * FROM weekly_counts ORDER BY ALL") == weekly
     audit = _rows(home, "SELECT detail FROM audit_log WHERE action = 'keys_rotate'")

@@ -173,7 +173,7 @@ def test_receipts_say_what_was_quarantined_by_row_without_values(loaded_home):
 
 def test_stored_incidents_hold_pseudonyms_not_identifiers(loaded_home):
     with closing(warehouse.connect(loaded_home, read_only=True)) as con:
-        ids = [r[0] for r in con.execute("SELECT partner_record_id FROM incidents").fetchall()]
+        ids = [r[0] for r in con.execute("SELECT pseudonym_text(partner_record_id) FROM incidents").fetchall()]
         persons = [r[0] for r in con.execute(
             "SELECT unnest(persons) FROM incidents WHERE persons IS NOT NULL").fetchall()]
     assert all(re.fullmatch(r"[0-9a-f]{64}", i) for i in ids)

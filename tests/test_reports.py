@@ -64,7 +64,7 @@ def _incidents_for(partner: str, monday: date, area: str | None, category: str, 
         rows.append(
             {
                 "partner": partner,
-                "partner_record_id": f"{partner}-{start + k:06d}",
+                "partner_record_id": [start + k, len(partner), 0, 0],  # UBIGINT[4] (sql/006)
                 "revision": 1,
                 "delivery_id": f"{partner}-{_iso(monday)}",
                 "source_row": k + 1,

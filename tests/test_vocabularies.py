@@ -12,7 +12,7 @@ def _warehouse_with_an_incident() -> duckdb.DuckDBPyConnection:
     con.execute(
         "INSERT INTO incidents (partner, partner_record_id, revision, delivery_id, source_row, occurred_from, "
         "time_precision, iso_week, category, place_type, location_precision, record_key) VALUES "
-        "('housing', 'ab', 1, 'd1', 1, TIMESTAMPTZ '2026-03-02 21:30:00+01', 'exact', '2026-W10', 'graffiti', "
+        "('housing', [1, 2, 3, 4], 1, 'd1', 1, TIMESTAMPTZ '2026-03-02 21:30:00+01', 'exact', '2026-W10', 'graffiti', "
         "'park', 'point', 1)")
     return con
 
@@ -80,7 +80,7 @@ def test_an_open_vocabulary_becomes_an_enum_of_what_it_holds_and_widens_sorted()
     assert vocabularies.widen(con, {"partner": ["housing"]}) == []  # held already: nothing to do
     assert not vocabularies.lacks({"partner": ["schools"], "area_code": [None]})
     assert vocabularies.widen(con, {"partner": ["aa_partner"]}) == ["partner"]
-    con.execute("INSERT INTO incidents SELECT * REPLACE ('aa_partner' AS partner, 'cd' AS partner_record_id) "
+    con.execute("INSERT INTO incidents SELECT * REPLACE ('aa_partner' AS partner, [5, 6, 7, 8]::UBIGINT[4] AS partner_record_id) "
                 "FROM incidents")
     # Sorted ENUM: ORDER BY is still the text's order, and a value from another reader compares as text.
     assert [r[0] for r in con.execute("SELECT partner FROM incidents ORDER BY partner").fetchall()] == [
