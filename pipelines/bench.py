@@ -196,11 +196,11 @@ def _source_rows(con, home: Home, partner: str, columns: list[str], sample: int,
     contract = load_contracts()[partner]
     picked = con.execute(
         # The partner's rows first, then the sample (a SAMPLE clause beside WHERE samples the whole table).
-        f"SELECT i.*, l.file_name FROM (SELECT * FROM (SELECT delivery_id, source_row, "
+        f"SELECT i.*, l.file_name FROM (SELECT * FROM (SELECT delivery_number, source_row, "
         f"pseudonym_text(partner_record_id) AS partner_record_id, "
         f"area_code, location_precision FROM incidents WHERE partner = ?) "
         f"USING SAMPLE reservoir({sample} ROWS) REPEATABLE ({seed})) AS i "
-        f"JOIN ingest_ledger AS l USING (delivery_id) ORDER BY l.file_name, i.source_row", [partner]).df()
+        f"JOIN ingest_ledger AS l USING (delivery_number) ORDER BY l.file_name, i.source_row", [partner]).df()
     texts = []
     for file_name, group in picked.groupby("file_name", sort=True):
         raw = read_delivery(home.partner_inbox(partner) / file_name, contract)

@@ -41,7 +41,7 @@ ANALYSIS_DOMAIN = "analysis"  # persons, inside the analysis domain only
 LOCATION_PRECISIONS = geography.PRECISIONS + ("municipality", "gazetteer")
 
 INCIDENT_COLUMNS = [
-    "partner", "partner_record_id", "revision", "delivery_id", "source_row", "occurred_from", "occurred_to",
+    "partner", "partner_record_id", "revision", "source_row", "occurred_from", "occurred_to",
     "time_precision", "reported_at", "iso_week", "category", "partner_category", "place_type", "area_code",
     "grid_cell", "location_precision", "person", "key_id", "description",
 ]
@@ -99,11 +99,16 @@ def ledger_entry(con: duckdb.DuckDBPyConnection, delivery_id: str) -> dict | Non
     return None if row is None else {"status": row[0], "file_name": row[1], "received_at": row[2]}
 
 
-def _write_ledger(con, receipt: Receipt) -> None:
+def next_delivery_number(con: duckdb.DuckDBPyConnection) -> int:
+    """The number the next delivery gets (sql/007): one more than the ledger's largest; one writer at a time."""
+    return int(con.execute("SELECT coalesce(max(delivery_number), 0) + 1 FROM ingest_ledger").fetchone()[0])
+
+
+def _write_ledger(con, receipt: Receipt, delivery_number: int) -> None:
     con.execute(
         sql_text("ledger_insert"),
         {
-            "delivery_id": receipt.delivery_id, "partner": receipt.partner, "file_name": receipt.file_name,
+            "delivery_id": receipt.delivery_id, "delivery_number": delivery_number, "partner": receipt.partner, "file_name": receipt.file_name,
             "received_at": receipt.received_at, "status": receipt.status, "rows_in": receipt.rows_in,
             "rows_loaded": receipt.rows_loaded, "rows_quarantined": receipt.rows_quarantined,
             "rows_unplaced": receipt.rows_unplaced, "encoding": receipt.encoding,
@@ -115,12 +120,12 @@ def _write_ledger(con, receipt: Receipt) -> None:
 
 def _constant(value: str, count: int) -> pd.Categorical:
     """A column holding one value: a categorical, so the value is not copied into every row on its way to the
-    loader (a 64-character delivery id over 300,000 rows is 19 MB of text otherwise)."""
+    loader (the partner, the key id)."""
     return pd.Categorical.from_codes(np.zeros(count, dtype=np.int8), categories=pd.Index([value], dtype=object))
 
 
 def _stage_incidents(
-    good: pd.DataFrame, contract: Contract, delivery_id: str, master_key: bytes, placing: PlacingContext,
+    good: pd.DataFrame, contract: Contract, master_key: bytes, placing: PlacingContext,
     stage_seconds: dict[str, float] | None = None,
 ) -> pd.DataFrame:
     """Pseudonymise, scrub and place the rows that passed validation; drop what must not be stored."""
@@ -133,7 +138,6 @@ def _stage_incidents(
         # One pseudonym per row here; staged_table wraps it into the `persons` list in bulk.
         staged["person"] = privacy.pseudonymise(good["person_id"], person_key, keep_arrow=True)
     staged["revision"] = good["revision"].astype("int32")
-    staged["delivery_id"] = _constant(delivery_id, len(good))
     staged["source_row"] = good["source_row"]
     for column in ("occurred_from", "occurred_to", "reported_at", "time_precision", "category",
                    "partner_category", "place_type"):
@@ -181,7 +185,7 @@ def _stage_incidents(
 # Columns with a handful of values per file (a vocabulary, or one value per delivery). Handed to DuckDB as
 # Arrow dictionary arrays, the text of each distinct value is converted once, not once per row: measured here
 # (2 cores) that made inserting these columns into the persistent table about 1.3x faster.
-_FEW_VALUES = ("partner", "delivery_id", "time_precision", "iso_week", "category", "partner_category", "place_type",
+_FEW_VALUES = ("partner", "time_precision", "iso_week", "category", "partner_category", "place_type",
                "location_precision", "key_id")
 
 
@@ -201,10 +205,10 @@ def _pseudonym_numbers(pseudonyms: pa.Array) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(pa.array(numbers, type=pa.uint64()), 4)
 
 
-def staged_table(staged: pd.DataFrame) -> pa.Table:
+def staged_table(staged: pd.DataFrame, delivery_number: int) -> pa.Table:
     """The staged rows as the Arrow table the loader reads: the person pseudonym wrapped into the `persons`
     list, the record pseudonym as four numbers (sql/006) and `record_key` computed, columns of few values
-    dictionary-encoded."""
+    dictionary-encoded, and the delivery's number (sql/007) in every row."""
     # One thread: the columns are zero-copy or dictionary already, and pyarrow's pool of converter threads cost
     # more to start and join (0.012 s a file here) than it saved.
     table = pa.Table.from_pandas(staged, preserve_index=False, nthreads=1)
@@ -223,6 +227,7 @@ def staged_table(staged: pd.DataFrame) -> pa.Table:
     record = _pseudonym_numbers(columns["partner_record_id"].cast(pa.string()))
     columns["partner_record_id"] = record
     columns["record_key"] = pc.list_element(record, 0)  # its first number (sql/003)
+    columns["delivery_number"] = pa.array(np.full(len(person), delivery_number, dtype=np.int64))
     return pa.table(columns)
 
 
@@ -290,14 +295,14 @@ def _load(con, table: pa.Table, held: HeldRecordKeys | None = None,
         con.unregister("staged_incidents")
 
 
-def _withdraw_period(con, receipt: Receipt, delivered_ids: pd.DataFrame) -> int:
+def _withdraw_period(con, receipt: Receipt, delivered_ids: pd.DataFrame, delivery_number: int) -> int:
     """Delete the partner's records in the delivery's period that the delivery no longer holds."""
     con.register("delivered_ids", delivered_ids)
     try:
         before = con.execute("SELECT count(*) FROM incidents WHERE partner = ?", [receipt.partner]).fetchone()[0]
         con.execute(sql_text("withdraw_period"), {
             "partner": receipt.partner, "period_from": receipt.period_from, "period_to": receipt.period_to,
-            "delivery_id": receipt.delivery_id,
+            "delivery_number": delivery_number,
         })
         after = con.execute("SELECT count(*) FROM incidents WHERE partner = ?", [receipt.partner]).fetchone()[0]
     finally:
@@ -408,7 +413,7 @@ def prepare_delivery(
         reasons.setdefault(row, []).append(f"row: {problem}")
     bad = frame["source_row"].isin(list(reasons)).to_numpy()
     good = frame[~bad]
-    staged = _stage_incidents(good, contract, delivery_id, master_key, placing, stage_seconds)
+    staged = _stage_incidents(good, contract, master_key, placing, stage_seconds)
 
     receipt.status = "accepted"
     receipt.rows_loaded = len(staged)
@@ -452,15 +457,16 @@ def apply_delivery(
     duplicate = _duplicate(con, contract, path, receipt.delivery_id, receipt.received_at)
     if duplicate is not None:
         return duplicate
+    number = next_delivery_number(con)
     if receipt.status in ("rejected", "empty"):
         with transaction(con):
-            _write_ledger(con, receipt)
+            _write_ledger(con, receipt, number)
             audit(con, "ingest", path.name, audience=f"partner:{contract.partner}",
                   detail={"partner": contract.partner, "status": receipt.status})
         write_receipt(home, receipt)
         return receipt
     with _timed(stage_seconds, "load"):
-        table = staged_table(prepared.staged)
+        table = staged_table(prepared.staged, number)
     vocabularies = vocabularies or OpenVocabularies(con)
     with _timed(stage_seconds, "load"):
         wanted = _vocabulary_values(table)
@@ -470,9 +476,9 @@ def apply_delivery(
     with _timed(stage_seconds, "load"), transaction(con):
         _load(con, table, held, vocabularies)
         if prepared.delivered_ids is not None:
-            receipt.rows_withdrawn = _withdraw_period(con, receipt, prepared.delivered_ids)
+            receipt.rows_withdrawn = _withdraw_period(con, receipt, prepared.delivered_ids, number)
         _quarantine_rows(con, receipt, prepared.reasons)
-        _write_ledger(con, receipt)
+        _write_ledger(con, receipt, number)
         audit(
             con, "ingest", path.name, audience=f"partner:{contract.partner}",  # its receipt is for the partner
             detail={"partner": contract.partner, "status": "accepted", "delivery_id": receipt.delivery_id,

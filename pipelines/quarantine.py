@@ -84,10 +84,11 @@ def release(con: duckdb.DuckDBPyConnection, home: Home, contract: Contract, deli
     broken = {row for row, _ in raw.broken_rows}
     passing = sorted(r for r in held if r not in reasons and r not in broken)
     good = frame[frame["source_row"].isin(passing)]
-    staged = _stage_incidents(good, contract, delivery_id, master_key, placing)
+    staged = _stage_incidents(good, contract, master_key, placing)
+    number = con.execute("SELECT delivery_number FROM ingest_ledger WHERE delivery_id = ?", [delivery_id]).fetchone()[0]
     with transaction(con):
         if len(staged):
-            _load(con, staged_table(staged))
+            _load(con, staged_table(staged, number))
             con.register("released_rows", pd.DataFrame({"source_row": passing}))
             try:
                 con.execute(

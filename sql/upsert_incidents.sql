@@ -1,7 +1,7 @@
 -- Load validated, pseudonymised, placed rows from the staged relation `staged_incidents` (one file, inside the
 -- caller's transaction). A record already held is replaced only by the same or a higher revision: a late, older
 -- export never overwrites a correction, and a re-export of the same revision with the same content (e.g. another
--- row order, or a renamed copy) changes nothing, not even delivery_id or source_row. The same revision with other
+-- row order, or a renamed copy) changes nothing, not even delivery_number or source_row. The same revision with other
 -- content (a feed such as polisen.se revises records without a revision number) replaces: the later wins.
 -- `incidents` has no primary-key index (sql/003_incidents_without_art_index.sql says why): this file keeps
 -- (partner, partner_record_id) unique, finding held records through record_key. Staged rows are unique per

@@ -10,10 +10,10 @@ def _warehouse() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     warehouse.migrate(con)
     con.execute("""
-        INSERT INTO incidents (partner, partner_record_id, revision, delivery_id, source_row, occurred_from,
+        INSERT INTO incidents (partner, partner_record_id, revision, delivery_number, source_row, occurred_from,
                                time_precision, iso_week, category, place_type, area_code, location_precision,
                                record_key)
-        SELECT CASE WHEN i % 3 = 0 THEN 'housing' ELSE 'police_cases' END, [i, 0, 0, 0], 1, 'd', i,
+        SELECT CASE WHEN i % 3 = 0 THEN 'housing' ELSE 'police_cases' END, [i, 0, 0, 0], 1, 1, i,
                TIMESTAMPTZ '2026-03-02 12:00:00+01', 'exact', '2026-W' || lpad((10 + i % 4)::VARCHAR, 2, '0'),
                CASE WHEN i % 5 = 0 THEN 'graffiti' ELSE 'theft' END, 'park',
                CASE WHEN i % 7 = 0 THEN NULL ELSE '1880C10' || (i % 9)::VARCHAR END,

@@ -42,7 +42,8 @@ def test_encodings_delimiters_decimal_commas_and_nbsp_thousands(home, name, enco
     assert receipt.encoding == encoding
     assert receipt.header == ["Id", "Tid", "Typ", "N", "E", "Beskrivning"]  # no BOM glued to the first name
     assert receipt.rows_loaded == 2 and receipt.rows_unplaced == 0  # "6 574 500,5" read as a number, placed
-    assert sorted(r[0] for r in query(home, "SELECT partner_category FROM incidents WHERE delivery_id = ?",
+    assert sorted(r[0] for r in query(home, "SELECT partner_category FROM incidents WHERE delivery_number = "
+                     "(SELECT delivery_number FROM ingest_ledger WHERE delivery_id = ?)",
                                       [receipt.delivery_id])) == ["Klotter", "Skadegörelse"]
 
 
@@ -52,7 +53,8 @@ def test_multiline_fields_and_ragged_rows_keep_row_numbers(home):
     assert receipt.rows_in == 4
     # Row 1 spans three lines but is one data row, so the ragged row is row 2 (line 5 of the file).
     assert _reasons(receipt) == {"row: expected 6 fields, found 4": [2]}
-    loaded = dict(query(home, "SELECT source_row, description FROM incidents WHERE delivery_id = ?",
+    loaded = dict(query(home, "SELECT source_row, description FROM incidents WHERE delivery_number = "
+                     "(SELECT delivery_number FROM ingest_ledger WHERE delivery_id = ?)",
                         [receipt.delivery_id]))
     assert sorted(loaded) == [1, 3, 4]
     assert loaded[1].count("\n") == 2  # the newlines inside the quoted field survive
@@ -76,10 +78,12 @@ def test_excel_serial_dates_and_dst_nights_land_in_the_right_iso_week(home):
     receipt = ingest(home, fixture_contract(), INGEST_FIXTURES / "excel_serial_and_dst.csv")
     _accounted(receipt)
     assert receipt.rows_loaded == 4
-    weeks = dict(query(home, "SELECT source_row, iso_week FROM incidents WHERE delivery_id = ?", [receipt.delivery_id]))
+    weeks = dict(query(home, "SELECT source_row, iso_week FROM incidents WHERE delivery_number = "
+                     "(SELECT delivery_number FROM ingest_ledger WHERE delivery_id = ?)", [receipt.delivery_id]))
     assert weeks == {1: "2026-W09", 2: "2026-W13", 3: "2026-W43", 4: "2026-W13"}
     first = query(home, "SELECT timezone('Europe/Stockholm', occurred_from) FROM incidents "
-                        "WHERE delivery_id = ? AND source_row = 1", [receipt.delivery_id])[0][0]
+                        "WHERE delivery_number = (SELECT delivery_number FROM ingest_ledger WHERE delivery_id = ?) "
+                        "AND source_row = 1", [receipt.delivery_id])[0][0]
     assert str(first).startswith("2026-03-01 12:00")
 
 
@@ -119,7 +123,8 @@ def test_coordinates_swapped_zero_outside_the_municipality_or_missing(home):
     reasons = _reasons(receipt)
     assert reasons["coordinates: SWEREF 99 TM northing outside Sweden"] == [1, 2]
     # Inside Sweden but outside the municipality, or no location: loaded and counted as unplaced, not lost.
-    assert query(home, "SELECT source_row, location_precision FROM incidents WHERE delivery_id = ? ORDER BY 1",
+    assert query(home, "SELECT source_row, location_precision FROM incidents WHERE delivery_number = "
+                     "(SELECT delivery_number FROM ingest_ledger WHERE delivery_id = ?) ORDER BY 1",
                  [receipt.delivery_id]) == [(3, "unplaced"), (4, "unplaced")]
     assert receipt.rows_unplaced == 2
 
@@ -130,7 +135,8 @@ def test_unknown_categories_area_codes_and_the_same_incident_twice_in_one_file(h
     reasons = _reasons(receipt)
     assert reasons["category: unknown_value"] == [1]
     assert reasons["record_id: repeated_in_file"] == [4]
-    assert query(home, "SELECT source_row, location_precision FROM incidents WHERE delivery_id = ? ORDER BY 1",
+    assert query(home, "SELECT source_row, location_precision FROM incidents WHERE delivery_number = "
+                     "(SELECT delivery_number FROM ingest_ledger WHERE delivery_id = ?) ORDER BY 1",
                  [receipt.delivery_id]) == [(2, "unplaced"), (3, "unplaced")]
 
 
@@ -160,7 +166,8 @@ def test_excel_serial_number_in_an_xlsx_date_column_is_the_right_date(home, tmp_
     receipt = ingest(home, contract, path)
     _accounted(receipt)
     rows = query(home, "SELECT source_row, strftime(timezone('Europe/Stockholm', occurred_from), '%Y-%m-%d %H:%M'), "
-                       "time_precision, iso_week FROM incidents WHERE delivery_id = ? ORDER BY 1", [receipt.delivery_id])
+                       "time_precision, iso_week FROM incidents WHERE delivery_number = "
+                     "(SELECT delivery_number FROM ingest_ledger WHERE delivery_id = ?) ORDER BY 1", [receipt.delivery_id])
     assert rows == [(1, "2026-03-01 12:00", "exact", "2026-W09"), (2, "2026-03-01 00:00", "day", "2026-W09")]
 
 

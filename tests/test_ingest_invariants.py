@@ -112,7 +112,7 @@ def test_a_corrected_redelivery_of_a_period_replaces_that_periods_rows(home, tmp
     receipt = ingest(home, contract, path)
     assert receipt.status == "accepted" and receipt.rows_withdrawn == 5
     assert query(home, "SELECT count(*) FROM incidents WHERE partner = 'police_uk'") == [(35,)]
-    assert query(home, "SELECT count(DISTINCT delivery_id) FROM incidents") == [(2,)]  # unchanged rows keep theirs
+    assert query(home, "SELECT count(DISTINCT delivery_number) FROM incidents") == [(2,)]  # unchanged rows keep theirs
     # The next month is another period: March's records stay.
     april = ingest(home, contract, UK_APRIL_RENAMED)
     assert april.status == "accepted" and april.rows_withdrawn == 0

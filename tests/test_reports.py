@@ -66,7 +66,7 @@ def _incidents_for(partner: str, monday: date, area: str | None, category: str, 
                 "partner": partner,
                 "partner_record_id": [start + k, len(partner), 0, 0],  # UBIGINT[4] (sql/006)
                 "revision": 1,
-                "delivery_id": f"{partner}-{_iso(monday)}",
+                "delivery_number": 1,
                 "source_row": k + 1,
                 "occurred_from": occurred,
                 "time_precision": "exact",

@@ -23,7 +23,7 @@ def _staged(rows: int = 2_000) -> pd.DataFrame:
 
 def test_record_keys_persons_and_dictionary_columns_match_what_sql_computed_per_row():
     staged = _staged()
-    table = ingest.staged_table(staged)
+    table = ingest.staged_table(staged, 7)
     con = duckdb.connect()
     con.register("t", table)
     wrong_keys = con.execute("SELECT count(*) FROM t WHERE record_key <> partner_record_id[1]").fetchone()[0]
@@ -38,13 +38,14 @@ def test_record_keys_persons_and_dictionary_columns_match_what_sql_computed_per_
     assert con.execute("SELECT list(category ORDER BY partner_record_id) FROM t").fetchone()[0] == \
         staged.sort_values("partner_record_id")["category"].tolist()  # numbers sort as their hex does
     assert table["record_key"].null_count == 0
+    assert set(table["delivery_number"].to_pylist()) == {7}  # the delivery's number in every row (sql/007)
 
 
 def test_a_record_without_a_pseudonym_is_refused_not_stored_with_a_made_up_key():
     staged = _staged(10)
     staged.loc[3, "partner_record_id"] = None
     try:
-        ingest.staged_table(staged)
+        ingest.staged_table(staged, 7)
     except ValueError as error:
         assert "pseudonym" in str(error)
     else:
@@ -52,5 +53,5 @@ def test_a_record_without_a_pseudonym_is_refused_not_stored_with_a_made_up_key()
 
 
 def test_a_file_whose_every_row_is_quarantined_stages_an_empty_table():
-    table = ingest.staged_table(_staged(5).iloc[0:0])
+    table = ingest.staged_table(_staged(5).iloc[0:0], 7)
     assert table.num_rows == 0 and "record_key" in table.column_names and "persons" in table.column_names

@@ -10,9 +10,9 @@ def _warehouse_with_an_incident() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     warehouse.migrate(con)
     con.execute(
-        "INSERT INTO incidents (partner, partner_record_id, revision, delivery_id, source_row, occurred_from, "
+        "INSERT INTO incidents (partner, partner_record_id, revision, delivery_number, source_row, occurred_from, "
         "time_precision, iso_week, category, place_type, location_precision, record_key) VALUES "
-        "('housing', [1, 2, 3, 4], 1, 'd1', 1, TIMESTAMPTZ '2026-03-02 21:30:00+01', 'exact', '2026-W10', 'graffiti', "
+        "('housing', [1, 2, 3, 4], 1, 1, 1, TIMESTAMPTZ '2026-03-02 21:30:00+01', 'exact', '2026-W10', 'graffiti', "
         "'park', 'point', 1)")
     return con
 
