@@ -108,7 +108,8 @@ def _write_ledger(con, receipt: Receipt, delivery_number: int) -> None:
     con.execute(
         sql_text("ledger_insert"),
         {
-            "delivery_id": receipt.delivery_id, "delivery_number": delivery_number, "partner": receipt.partner, "file_name": receipt.file_name,
+            "delivery_id": receipt.delivery_id, "delivery_number": delivery_number, "partner": receipt.partner,
+            "file_name": receipt.file_name,
             "received_at": receipt.received_at, "status": receipt.status, "rows_in": receipt.rows_in,
             "rows_loaded": receipt.rows_loaded, "rows_quarantined": receipt.rows_quarantined,
             "rows_unplaced": receipt.rows_unplaced, "encoding": receipt.encoding,
@@ -278,13 +279,21 @@ def _vocabulary_values(table: pa.Table) -> dict[str, list[str]]:
     return values
 
 
-def _load(con, table: pa.Table, held: HeldRecordKeys | None = None,
-          vocabularies: OpenVocabularies | None = None) -> None:
-    """Upsert the rows of :func:`staged_table` (sql/upsert_incidents.sql), inside the caller's transaction.
-    With ``held`` (the run's :class:`HeldRecordKeys`), a file that holds no listed record is inserted as is.
-    Open vocabulary columns are widened first for a value they do not hold yet (``vocabularies``: the run's
-    :class:`warehouse.OpenVocabularies`, else read here)."""
-    (vocabularies or OpenVocabularies(con)).widen(con, _vocabulary_values(table))
+def widen_vocabularies(con, table: pa.Table, vocabularies: OpenVocabularies | None = None) -> None:
+    """Widen the open vocabulary columns for values of :func:`staged_table`'s rows they do not hold yet, in a
+    transaction of its own, before the rows' own: a wider ENUM holding no row of a file that then fails changes
+    nothing, and the run's copy (``vocabularies``, else read here) stays true."""
+    vocabularies = vocabularies or OpenVocabularies(con)
+    wanted = _vocabulary_values(table)
+    if vocabularies.lacks(wanted):
+        with transaction(con):
+            vocabularies.widen(con, wanted)
+
+
+def _load(con, table: pa.Table, held: HeldRecordKeys | None = None) -> None:
+    """Upsert the rows of :func:`staged_table` (sql/upsert_incidents.sql), inside the caller's transaction,
+    after :func:`widen_vocabularies`. With ``held`` (the run's :class:`HeldRecordKeys`), a file that holds no
+    listed record is inserted as is."""
     con.register("staged_incidents", table)
     try:
         if held is not None and not held.any_held(table):
@@ -451,8 +460,7 @@ def apply_delivery(
     """Apply a prepared file as one transaction (ledger, rows, quarantine, audit) and write its receipt. The
     ledger is asked here, in file order, so the same content prepared twice is still applied once. ``held``:
     the run's :class:`HeldRecordKeys`, given the file's keys once it is committed; ``vocabularies``: the run's
-    :class:`warehouse.OpenVocabularies` (widened in a transaction of its own, before the file's: a wider ENUM
-    holding no row of a file that then fails changes nothing, and the run's copy stays true)."""
+    :class:`warehouse.OpenVocabularies` (:func:`widen_vocabularies`)."""
     receipt = prepared.receipt
     duplicate = _duplicate(con, contract, path, receipt.delivery_id, receipt.received_at)
     if duplicate is not None:
@@ -467,14 +475,9 @@ def apply_delivery(
         return receipt
     with _timed(stage_seconds, "load"):
         table = staged_table(prepared.staged, number)
-    vocabularies = vocabularies or OpenVocabularies(con)
-    with _timed(stage_seconds, "load"):
-        wanted = _vocabulary_values(table)
-        if vocabularies.lacks(wanted):
-            with transaction(con):
-                vocabularies.widen(con, wanted)
+        widen_vocabularies(con, table, vocabularies)
     with _timed(stage_seconds, "load"), transaction(con):
-        _load(con, table, held, vocabularies)
+        _load(con, table, held)
         if prepared.delivered_ids is not None:
             receipt.rows_withdrawn = _withdraw_period(con, receipt, prepared.delivered_ids, number)
         _quarantine_rows(con, receipt, prepared.reasons)

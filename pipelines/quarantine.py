@@ -19,6 +19,7 @@ from pipelines import validate
 from pipelines.contracts import Contract
 from pipelines.ingest import (
     PlacingContext, _canonical, _load, _stage_incidents, content_hash, pending_files, staged_table,
+    widen_vocabularies,
 )
 from pipelines.readers import read_delivery
 from pipelines.settings import Home
@@ -77,7 +78,8 @@ def release(con: duckdb.DuckDBPyConnection, home: Home, contract: Contract, deli
         "SELECT source_row FROM quarantine WHERE delivery_id = ? AND released_at IS NULL", [delivery_id]).fetchall()}
     path = find_delivered_file(home, contract, delivery_id, file_name)
     at = at or datetime.now(timezone.utc)
-    received = con.execute("SELECT received_at FROM ingest_ledger WHERE delivery_id = ?", [delivery_id]).fetchone()[0]
+    received, number = con.execute(
+        "SELECT received_at, delivery_number FROM ingest_ledger WHERE delivery_id = ?", [delivery_id]).fetchone()
     raw = read_delivery(path, contract)
     frame = _canonical(raw, contract, received)
     reasons = validate.validate(frame, contract.extent)
@@ -85,10 +87,12 @@ def release(con: duckdb.DuckDBPyConnection, home: Home, contract: Contract, deli
     passing = sorted(r for r in held if r not in reasons and r not in broken)
     good = frame[frame["source_row"].isin(passing)]
     staged = _stage_incidents(good, contract, master_key, placing)
-    number = con.execute("SELECT delivery_number FROM ingest_ledger WHERE delivery_id = ?", [delivery_id]).fetchone()[0]
+    table = staged_table(staged, number)
+    if len(staged):
+        widen_vocabularies(con, table)
     with transaction(con):
         if len(staged):
-            _load(con, staged_table(staged, number))
+            _load(con, table)
             con.register("released_rows", pd.DataFrame({"source_row": passing}))
             try:
                 con.execute(
