@@ -122,6 +122,20 @@ def placing_context(con, home: Home) -> PlacingContext:
     return PlacingContext(areas=areas, address_register=register, area_index=index)
 
 
+def contract_category_codes(contracts: dict, partners: list[str]) -> list[str]:
+    """The partner category codes the partners' contracts know (the keys of their category maps, or the constant
+    a contract gives): the values a loaded row's ``partner_category`` can hold, as a row whose code is not in
+    its contract's map is quarantined (canonical.py, ``unknown_value``)."""
+    codes: set[str] = set()
+    for partner in partners:
+        contract = contracts[partner]
+        spec = contract.columns.get("category")
+        codes.update(contract.category_map)
+        if spec is not None and spec.value is not None:
+            codes.add(spec.value)
+    return sorted(codes)
+
+
 def ingest_files(
     home: Home, partner: str, paths: list[Path], key: bytes, stage_seconds: dict[str, float] | None = None
 ) -> list[Receipt]:
@@ -162,10 +176,14 @@ def ingest_deliveries(
         held = HeldRecordKeys(con) if deliveries else None
         vocabularies = warehouse.OpenVocabularies(con) if deliveries else None
         if deliveries:
-            # The run's partners and the installed areas, all at once before the first file: each value new to
-            # a column rewrites that column, which is cheapest while the run has loaded nothing yet.
+            # The run's partners, their contracts' category codes and the installed areas, all at once before
+            # the first file: each value new to a column rewrites that column, which is cheapest while the run
+            # has loaded nothing yet (measured here, a new partner's codes mid-run cost 0.06 s at 2.5 M rows
+            # and grow with the table).
+            partners = sorted({partner for partner, _ in deliveries})
             with warehouse.transaction(con):
-                vocabularies.widen(con, {"partner": sorted({partner for partner, _ in deliveries}),
+                vocabularies.widen(con, {"partner": partners,
+                                         "partner_category": contract_category_codes(contracts, partners),
                                          "area_code": list(placing.area_index.codes)})
 
         def prepare(partner: str, path: Path):

@@ -99,6 +99,37 @@ def test_records_repeated_or_revised_within_one_run_are_held_once(home, tmp_path
     assert query(home, "SELECT count(*), count(DISTINCT partner_record_id) FROM incidents") == [(40, 40)]
 
 
+def test_held_record_keys_finds_every_listed_key_and_only_those():
+    """HeldRecordKeys answers from a bitmap of the keys' top bits, then the sorted runs: a key that shares its
+    bit with a listed one is not held, a listed key is found in whichever run it went into, however the runs
+    were merged."""
+    import duckdb
+    import numpy as np
+    import pyarrow as pa
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE incidents (record_key UBIGINT)")
+    rng = np.random.default_rng(3)
+    stored = rng.integers(0, 2**64, 5_000, dtype=np.uint64, endpoint=False)
+    con.register("stored_frame", pa.table({"record_key": stored}))
+    con.execute("INSERT INTO incidents SELECT record_key FROM stored_frame")
+    held = ingest_module.HeldRecordKeys(con)
+    files = [rng.integers(0, 2**64, size, dtype=np.uint64, endpoint=False) for size in (700, 300, 2_000, 50, 9_000)]
+    for keys in files:
+        assert not held.any_held(pa.table({"record_key": keys}))
+        held.add(pa.table({"record_key": keys}))
+    assert len(held._runs) < len(files) + 1  # runs were merged along the way
+    for keys in (stored, *files):
+        for key in keys[[0, len(keys) // 2, -1]]:
+            assert held.any_held(pa.table({"record_key": np.array([key], dtype=np.uint64)}))
+    # The same top bits as listed keys (the bitmap says "maybe"), other low bits: not held.
+    listed = np.concatenate([stored, *files])
+    neighbours = listed ^ np.uint64(1)
+    neighbours = neighbours[~np.isin(neighbours, listed)]
+    assert not held.any_held(pa.table({"record_key": neighbours}))
+    assert not held.any_held(pa.table({"record_key": np.array([], dtype=np.uint64)}))
+
+
 def test_a_corrected_redelivery_of_a_period_replaces_that_periods_rows(home, tmp_path):
     contract = contract_for("police_uk")  # deliveries: period_snapshot (a monthly file is the whole month)
     ingest(home, contract, UK_MARCH)

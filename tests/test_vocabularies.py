@@ -100,3 +100,21 @@ def test_a_delivery_with_a_new_partner_category_is_loaded_after_widening(tmp_pat
     vocabularies.widen(con, {"partner_category": ["B"]})
     con.execute("UPDATE incidents SET partner_category = 'B'")
     assert con.execute("SELECT partner_category FROM incidents").fetchone()[0] == "B"
+
+
+def test_a_run_widens_for_its_partners_contract_codes_before_its_first_file():
+    """jobs.ingest_deliveries widens partner_category for every code the run's contracts map, up front, so that
+    no file in the middle of a long run rewrites the column (a rewrite grows with the table)."""
+    from pipelines import jobs
+    from pipelines.contracts import load_contracts
+
+    contracts = load_contracts()
+    codes = jobs.contract_category_codes(contracts, ["housing", "police_uk"])
+    assert set(contracts["housing"].category_map) <= set(codes)
+    assert set(contracts["police_uk"].category_map) <= set(codes)
+    assert codes == sorted(set(codes))
+    con = _warehouse_with_an_incident()
+    vocabularies = warehouse.OpenVocabularies(con)
+    vocabularies.widen(con, {"partner_category": codes})
+    # A housing file holds only codes its contract maps (any other is quarantined): nothing left to widen.
+    assert not vocabularies.lacks({"partner_category": list(contracts["housing"].category_map)})
