@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from pipelines import geography, privacy, validate
 from pipelines.canonical import to_canonical
 from pipelines.contracts import Contract
-from pipelines.readers import DeliveryRefused, RawDelivery, read_delivery
+from pipelines.readers import MAX_DELIVERY_BYTES, DeliveryRefused, RawDelivery, read_delivery
 from pipelines.receipts import Receipt, write_receipt
 from pipelines.settings import MUNICIPALITY_NAME, TIMEZONE, Home
 from pipelines.warehouse import OPEN_VOCABULARIES, OpenVocabularies, audit, sql_text, transaction
@@ -75,6 +75,17 @@ def content_hash(path: Path) -> str:
     """SHA-256 of the file's bytes: identifies a delivery by content, whatever it is called."""
     with path.open("rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def read_once(path: Path) -> tuple[str, bytes | None]:
+    """The file's :func:`content_hash` and, unless it is over the size limit (refused unread), its bytes: read
+    once for both, so the content the ledger records is the very content parsed, even if the file changes
+    meanwhile (one still being copied into the inbox), and the bytes are not read twice (about 0.05 s of
+    CPU for a 40 MB file here)."""
+    if path.stat().st_size > MAX_DELIVERY_BYTES:
+        return content_hash(path), None
+    content = path.read_bytes()
+    return hashlib.sha256(content).hexdigest(), content
 
 
 def iso_weeks(occurred_utc: pd.Series) -> pd.Series:
@@ -432,15 +443,20 @@ def prepare_delivery(
     received_at: datetime | None = None,
     stage_seconds: dict[str, float] | None = None,
     delivery_id: str | None = None,
+    content: bytes | None = None,
 ) -> PreparedDelivery:
     """Read, canonicalise, validate, pseudonymise and place one file; touches no database, writes no file, so
-    it can run for the next file while the previous one loads (jobs.ingest_files). Never raises for bad data."""
+    it can run for the next file while the previous one loads (jobs.ingest_files). Never raises for bad data.
+
+    ``delivery_id`` and ``content``: the file's hash and bytes when the caller has them (:func:`read_once`)."""
     received_at = received_at or datetime.now(timezone.utc)
-    delivery_id = delivery_id or content_hash(path)
+    if delivery_id is None:
+        delivery_id, content = read_once(path)
     receipt = Receipt.start(contract, path.name, delivery_id, received_at)
     try:
         with _timed(stage_seconds, "read"):
-            raw = read_delivery(path, contract)
+            raw = read_delivery(path, contract, content)
+        content = None  # parsed: the bytes can go
     except DeliveryRefused as refusal:
         receipt.status = "rejected"
         receipt.reason = str(refusal)
@@ -558,11 +574,12 @@ def ingest_file(
 
     The ledger is asked first, so a file already applied costs no reading. ``held`` as in apply_delivery."""
     received_at = received_at or datetime.now(timezone.utc)
-    delivery_id = content_hash(path)
+    delivery_id, content = read_once(path)
     duplicate = _duplicate(con, contract, path, delivery_id, received_at)
     if duplicate is not None:
         return duplicate
-    prepared = prepare_delivery(contract, path, master_key, placing, received_at, stage_seconds, delivery_id)
+    prepared = prepare_delivery(contract, path, master_key, placing, received_at, stage_seconds, delivery_id,
+                                content)
     return apply_delivery(con, home, contract, path, prepared, stage_seconds, held, vocabularies)
 
 

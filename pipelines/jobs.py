@@ -28,6 +28,7 @@ from pipelines.ingest import (
     ledger_entry,
     pending_files,
     prepare_delivery,
+    read_once,
 )
 from pipelines.receipts import Receipt
 from pipelines.settings import Home
@@ -187,13 +188,13 @@ def ingest_deliveries(
                                          "area_code": list(placing.area_index.codes)})
 
         def prepare(partner: str, path: Path):
-            delivery_id = content_hash(path)
+            delivery_id, content = read_once(path)
             with closing(con.cursor()) as cursor:  # a connection of this thread's own to the same database
                 earlier = ledger_entry(cursor, delivery_id)
             if earlier is not None and earlier["status"] != "rejected":
-                return None  # applied already: ingest_file gives the duplicate receipt without reading it
+                return None  # applied already: ingest_file gives the duplicate receipt
             return prepare_delivery(contracts[partner], path, key, placing, stage_seconds=stage_seconds,
-                                    delivery_id=delivery_id)
+                                    delivery_id=delivery_id, content=content)
 
         upcoming = deque(pool.submit(prepare, *delivery) for delivery in deliveries[:PREPARING_THREADS])
         for number, (partner, path) in enumerate(deliveries, start=1):

@@ -503,12 +503,14 @@ def unpack(data: bytes, contract: Contract, file_name: str) -> tuple[bytes, list
     return data, notes
 
 
-def read_delivery(path: Path, contract: Contract) -> RawDelivery:
-    """Read one delivered file as the contract says, or refuse it whole with a reason naming the file."""
-    size = path.stat().st_size
+def read_delivery(path: Path, contract: Contract, content: bytes | None = None) -> RawDelivery:
+    """Read one delivered file as the contract says, or refuse it whole with a reason naming the file.
+
+    ``content``: the file's bytes when the caller has read them already (ingest.read_once)."""
+    size = path.stat().st_size if content is None else len(content)
     if size > MAX_DELIVERY_BYTES:
         raise DeliveryRefused(f"{path.name}: {size} bytes is more than the limit of {MAX_DELIVERY_BYTES}")
-    data, notes = unpack(path.read_bytes(), contract, path.name)
+    data, notes = unpack(path.read_bytes() if content is None else content, contract, path.name)
     raw = READERS[contract.file_type](data, contract, path.name)
     raw.notes.extend(notes)
     check_header(raw, contract, path.name)

@@ -131,6 +131,20 @@ def test_held_record_keys_finds_every_listed_key_and_only_those():
     assert not held.any_held(pa.table({"record_key": np.array([], dtype=np.uint64)}))
 
 
+def test_the_ledger_records_the_content_that_was_parsed_even_if_the_file_changes(home, tmp_path):
+    """The content hash and the parsed rows come from one read (ingest.read_once): a file still being written
+    when it is picked up cannot be recorded under one content and loaded with another."""
+    path = tmp_path / "2018-03.csv"
+    shutil.copy(UK_MARCH, path)
+    delivery_id, content = ingest_module.read_once(path)
+    header, *rows = UK_MARCH.read_text(encoding="utf-8").splitlines(keepends=True)
+    path.write_text(header + "".join(rows[:10]), encoding="utf-8")  # the file changes after it was read
+    prepared = ingest_module.prepare_delivery(contract_for("police_uk"), path, KEY, None,  # nothing to place
+                                              delivery_id=delivery_id, content=content)
+    assert prepared.receipt.delivery_id == delivery_id == ingest_module.content_hash(UK_MARCH)
+    assert prepared.receipt.rows_in == len(rows) == 40
+
+
 def test_a_corrected_redelivery_of_a_period_replaces_that_periods_rows(home, tmp_path):
     contract = contract_for("police_uk")  # deliveries: period_snapshot (a monthly file is the whole month)
     ingest(home, contract, UK_MARCH)
