@@ -2,7 +2,8 @@
 
 sql/005-008 changed how `incidents` stores the grid cell, the record pseudonym and the delivery (numbers instead
 of text, for the loader's speed): a warehouse holding rows in the old layout must come out with the same rows,
-the same pseudonyms read as text, and each row still naming its delivery.
+the same pseudonyms read as text, and each row still naming its delivery. sql/009 made `weekly_counts` a view
+over cells kept as codes: readers must read the same text cells as before.
 """
 
 import hashlib
@@ -38,7 +39,7 @@ def test_a_warehouse_of_the_text_layout_keeps_its_rows_pseudonyms_and_deliveries
             "'point', '5117506570500', ('0x' || left(?, 16))::UBIGINT)",
             [pseudonym, deliveries[i % 2], i + 1, pseudonym])
 
-    assert warehouse.migrate(con) == [5, 6, 7, 8]
+    assert warehouse.migrate(con) == [5, 6, 7, 8, 9]
 
     rows = con.execute(
         "SELECT pseudonym_text(i.partner_record_id), l.delivery_id, l.delivery_number, i.grid_cell, "
@@ -49,3 +50,31 @@ def test_a_warehouse_of_the_text_layout_keeps_its_rows_pseudonyms_and_deliveries
     assert [r[2] for r in rows] == [2, 1, 2]  # numbered in the order received
     assert all(r[3] == 5117506570500 and r[4] for r in rows)
     assert warehouse.migrate(con) == []  # applied once
+
+
+def test_weekly_counts_read_the_same_cells_as_text_after_they_are_kept_as_codes():
+    con = _warehouse_before(8)
+    con.execute("""
+        INSERT INTO incidents (partner, partner_record_id, revision, delivery_number, source_row, occurred_from,
+                               time_precision, iso_week, category, area_code, location_precision, record_key)
+        SELECT 'housing', [i, 0, 0, 0], 1, 1, i, TIMESTAMPTZ '2026-03-02 12:00:00+01', 'exact',
+               CASE WHEN i % 2 = 0 THEN '2026-W10' ELSE '2026-W11' END, 'graffiti',
+               CASE WHEN i % 3 = 0 THEN NULL ELSE '1880C1010' END,
+               CASE WHEN i % 3 = 0 THEN 'unplaced' ELSE 'point' END, i
+        FROM range(30) AS t(i)""")
+    con.execute("""
+        INSERT INTO weekly_counts SELECT iso_week, coalesce(area_code, 'unplaced'), category, partner, count(*)
+        FROM incidents GROUP BY ALL""")  # the aggregate as it was written into sql/004's text table
+    before = con.execute("SELECT * FROM weekly_counts ORDER BY ALL").fetchall()
+    assert warehouse.migrate(con) == [9]
+    assert con.execute("SELECT * FROM weekly_counts ORDER BY ALL").fetchall() == before
+    assert ("2026-W10", "unplaced", "graffiti", "housing", 5) in before
+    types = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns "
+                             "WHERE table_name = 'weekly_counts'").fetchall())
+    assert types == {"iso_week": "VARCHAR", "area_code": "VARCHAR", "category": "VARCHAR", "partner": "VARCHAR",
+                     "n": "BIGINT"}
+    # The aggregate rebuilds the coded cells; readers still get text.
+    con.execute(warehouse.sql_text("aggregate_weekly_counts"))
+    assert con.execute("SELECT * FROM weekly_counts ORDER BY ALL").fetchall() == before
+    assert con.execute("SELECT data_type FROM information_schema.columns WHERE table_name = 'weekly_counts_coded' "
+                       "AND column_name = 'category'").fetchone()[0].startswith("ENUM(")
