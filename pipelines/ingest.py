@@ -335,12 +335,14 @@ def _vocabulary_values(table: pa.Table) -> dict[str, list[str]]:
     return values
 
 
-def widen_vocabularies(con, table: pa.Table, vocabularies: OpenVocabularies | None = None) -> None:
+def widen_vocabularies(con, table: pa.Table, vocabularies: OpenVocabularies | None = None,
+                       wanted: dict[str, list[str]] | None = None) -> None:
     """Widen the open vocabulary columns for values of :func:`staged_table`'s rows they do not hold yet, in a
     transaction of its own, before the rows' own: a wider ENUM holding no row of a file that then fails changes
-    nothing, and the run's copy (``vocabularies``, else read here) stays true."""
+    nothing, and the run's copy (``vocabularies``, else read here) stays true. ``wanted``: the table's values
+    (:func:`_vocabulary_values`) when the preparing thread has them already."""
     vocabularies = vocabularies or OpenVocabularies(con)
-    wanted = _vocabulary_values(table)
+    wanted = wanted if wanted is not None else _vocabulary_values(table)
     if vocabularies.lacks(wanted):
         with transaction(con):
             vocabularies.widen(con, wanted)
@@ -403,14 +405,15 @@ class PreparedDelivery:
     ``receipt.status`` is "rejected" or "empty" when there is nothing to load, else "accepted" with ``table``
     (the rows to load as the loader's Arrow table, :func:`staged_table`, without the delivery's number, which
     is given when the file is applied), ``reasons`` (quarantine) and, for period snapshots, ``delivered_ids``.
-    The table is made by the preparing thread: the loading thread is the pipeline's critical path (at 10 M
-    rows the preparing threads wait for it about 40 % of the time), and making it costs about 0.045 s a
-    300,000-row file."""
+    The table is made by the preparing thread, with the values of its open vocabulary columns
+    (``vocabulary_values``): the loading thread is the pipeline's critical path (at 10 M rows the preparing
+    threads waited for it about 40 % of the time), and making them costs about 0.045 s a 300,000-row file."""
 
     receipt: Receipt
     table: pa.Table | None = None
     reasons: dict[int, list[str]] | None = None
     delivered_ids: pd.DataFrame | None = None
+    vocabulary_values: dict[str, list[str]] | None = None
 
 
 def _duplicate(con, contract: Contract, path: Path, delivery_id: str, received_at: datetime) -> Receipt | None:
@@ -508,7 +511,8 @@ def prepare_delivery(
             ids, privacy.derive_key(master_key, RECORD_DOMAIN))})
     with _timed(stage_seconds, "load"):  # the loader's table: its work, done ahead in this thread
         table = staged_table(staged)
-    return PreparedDelivery(receipt, table, reasons, delivered_ids)
+        values = _vocabulary_values(table)
+    return PreparedDelivery(receipt, table, reasons, delivered_ids, values)
 
 
 def apply_delivery(
@@ -539,7 +543,7 @@ def apply_delivery(
         return receipt
     with _timed(stage_seconds, "load"):
         table = numbered(prepared.table, number)
-        widen_vocabularies(con, table, vocabularies)
+        widen_vocabularies(con, table, vocabularies, prepared.vocabulary_values)
     with _timed(stage_seconds, "load"), transaction(con):
         _load(con, table, held)
         if prepared.delivered_ids is not None:
