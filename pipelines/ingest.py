@@ -336,25 +336,71 @@ def _vocabulary_values(table: pa.Table) -> dict[str, list[str]]:
 
 
 def widen_vocabularies(con, table: pa.Table, vocabularies: OpenVocabularies | None = None,
-                       wanted: dict[str, list[str]] | None = None) -> None:
+                       wanted: dict[str, list[str]] | None = None) -> bool:
     """Widen the open vocabulary columns for values of :func:`staged_table`'s rows they do not hold yet, in a
     transaction of its own, before the rows' own: a wider ENUM holding no row of a file that then fails changes
     nothing, and the run's copy (``vocabularies``, else read here) stays true. ``wanted``: the table's values
-    (:func:`_vocabulary_values`) when the preparing thread has them already."""
+    (:func:`_vocabulary_values`) when the preparing thread has them already. Returns whether a column changed."""
     vocabularies = vocabularies or OpenVocabularies(con)
     wanted = wanted if wanted is not None else _vocabulary_values(table)
     if vocabularies.lacks(wanted):
         with transaction(con):
-            vocabularies.widen(con, wanted)
+            return bool(vocabularies.widen(con, wanted))
+    return False
 
 
-def _load(con, table: pa.Table, held: HeldRecordKeys | None = None) -> None:
+class EnumCodes:
+    """Inserts a staged table's ENUM columns as their codes: each dictionary column goes to DuckDB as its
+    indices, and its few values as one list cast once to the column's type, which the indices pick from. Handed
+    the text, DuckDB looks every row's value up in the ENUM (a hash per row): measured here on 3 M bench rows,
+    the insert took 0.57-0.58 µs of CPU a row that way and 0.52-0.54 µs by the codes.
+
+    The column types are mirrored as temporary types of the loading connection; :meth:`refresh` after a
+    column's ENUM changes (warehouse.OpenVocabularies.widen)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._types: dict[str, str] = {}
+        self.refresh(con)
+
+    def refresh(self, con: duckdb.DuckDBPyConnection) -> None:
+        types = dict(con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'incidents' "
+            "AND table_schema = 'main' AND data_type LIKE 'ENUM(%'").fetchall())
+        for column, enum in types.items():
+            if self._types.get(column) != enum:
+                con.execute(f"CREATE OR REPLACE TEMP TYPE est_load_{column} AS {enum}")
+        self._types = types
+
+    def insert(self, con: duckdb.DuckDBPyConnection, table: pa.Table) -> None:
+        """INSERT the table's rows into `incidents`, inside the caller's transaction."""
+        columns, values, picks = {}, {}, []
+        for name in table.column_names:
+            column = table[name].combine_chunks()
+            if name in self._types and pa.types.is_dictionary(column.type) and len(column.dictionary):
+                columns[name] = column.indices
+                values[name] = column.dictionary.cast(pa.string()).to_pylist()
+                picks.append(f"(CAST(${name} AS est_load_{name}[]))[{name} + 1] AS {name}")
+            else:
+                columns[name] = column
+        replaced = f" REPLACE ({', '.join(picks)})" if picks else ""
+        con.register("staged_codes", pa.table(columns))
+        try:
+            con.execute(f"INSERT INTO incidents BY NAME SELECT *{replaced} FROM staged_codes", values)
+        finally:
+            con.unregister("staged_codes")
+
+
+def _load(con, table: pa.Table, held: HeldRecordKeys | None = None, codes: EnumCodes | None = None) -> None:
     """Upsert the rows of :func:`staged_table` (sql/upsert_incidents.sql), inside the caller's transaction,
     after :func:`widen_vocabularies`. With ``held`` (the run's :class:`HeldRecordKeys`), a file that holds no
-    listed record is inserted as is."""
+    listed record is inserted as is (by ``codes``, the run's :class:`EnumCodes`, when given)."""
+    plain = held is not None and not held.any_held(table)
+    if plain and codes is not None:
+        codes.insert(con, table)
+        return
     con.register("staged_incidents", table)
     try:
-        if held is not None and not held.any_held(table):
+        if plain:
             con.execute("INSERT INTO incidents BY NAME SELECT * FROM staged_incidents")
         else:
             con.execute(sql_text("upsert_incidents"))
@@ -524,11 +570,12 @@ def apply_delivery(
     stage_seconds: dict[str, float] | None = None,
     held: HeldRecordKeys | None = None,
     vocabularies: OpenVocabularies | None = None,
+    codes: EnumCodes | None = None,
 ) -> Receipt:
     """Apply a prepared file as one transaction (ledger, rows, quarantine, audit) and write its receipt. The
     ledger is asked here, in file order, so the same content prepared twice is still applied once. ``held``:
     the run's :class:`HeldRecordKeys`, given the file's keys once it is committed; ``vocabularies``: the run's
-    :class:`warehouse.OpenVocabularies` (:func:`widen_vocabularies`)."""
+    :class:`warehouse.OpenVocabularies` (:func:`widen_vocabularies`); ``codes``: the run's :class:`EnumCodes`."""
     receipt = prepared.receipt
     duplicate = _duplicate(con, contract, path, receipt.delivery_id, receipt.received_at)
     if duplicate is not None:
@@ -543,9 +590,10 @@ def apply_delivery(
         return receipt
     with _timed(stage_seconds, "load"):
         table = numbered(prepared.table, number)
-        widen_vocabularies(con, table, vocabularies, prepared.vocabulary_values)
+        if widen_vocabularies(con, table, vocabularies, prepared.vocabulary_values) and codes is not None:
+            codes.refresh(con)
     with _timed(stage_seconds, "load"), transaction(con):
-        _load(con, table, held)
+        _load(con, table, held, codes)
         if prepared.delivered_ids is not None:
             receipt.rows_withdrawn = _withdraw_period(con, receipt, prepared.delivered_ids, number)
         _quarantine_rows(con, receipt, prepared.reasons)
@@ -573,6 +621,7 @@ def ingest_file(
     stage_seconds: dict[str, float] | None = None,
     held: HeldRecordKeys | None = None,
     vocabularies: OpenVocabularies | None = None,
+    codes: EnumCodes | None = None,
 ) -> Receipt:
     """Ingest one file as one transaction and write its receipt. Never raises for bad data: it refuses.
 
@@ -584,7 +633,7 @@ def ingest_file(
         return duplicate
     prepared = prepare_delivery(contract, path, master_key, placing, received_at, stage_seconds, delivery_id,
                                 content)
-    return apply_delivery(con, home, contract, path, prepared, stage_seconds, held, vocabularies)
+    return apply_delivery(con, home, contract, path, prepared, stage_seconds, held, vocabularies, codes)
 
 
 def _canonical(raw: RawDelivery, contract: Contract, received_at: datetime) -> pd.DataFrame:

@@ -20,6 +20,7 @@ import yaml
 from pipelines import geography, warehouse
 from pipelines.contracts import load_contracts
 from pipelines.ingest import (
+    EnumCodes,
     HeldRecordKeys,
     PlacingContext,
     apply_delivery,
@@ -186,6 +187,7 @@ def ingest_deliveries(
                 vocabularies.widen(con, {"partner": partners,
                                          "partner_category": contract_category_codes(contracts, partners),
                                          "area_code": list(placing.area_index.codes)})
+        codes = EnumCodes(con) if deliveries else None  # after the widening: the types as they now are
 
         def prepare(partner: str, path: Path):
             delivery_id, content = read_once(path)
@@ -204,9 +206,10 @@ def ingest_deliveries(
                 upcoming.append(pool.submit(prepare, *deliveries[number + PREPARING_THREADS - 1]))
             if prepared is None:
                 receipt = ingest_file(con, home, contract, path, key, placing, stage_seconds=stage_seconds,
-                                      held=held, vocabularies=vocabularies)
+                                      held=held, vocabularies=vocabularies, codes=codes)
             else:
-                receipt = apply_delivery(con, home, contract, path, prepared, stage_seconds, held, vocabularies)
+                receipt = apply_delivery(con, home, contract, path, prepared, stage_seconds, held, vocabularies,
+                                         codes)
             log.info(
                 "%s %d/%d %s: %s, %d in, %d loaded, %d quarantined",
                 partner, number, len(deliveries), path.name, receipt.status, receipt.rows_in,

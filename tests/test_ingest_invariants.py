@@ -288,3 +288,40 @@ def test_contract_settings_are_checked_when_the_contract_is_loaded():
     with pytest.raises(ContractError, match="gazetteer"):
         fixture_contract(gazetteer="no_such_file.yaml")
     assert fixture_contract().deliveries == "incremental" and fixture_contract().expected_weekly is True
+
+
+def test_a_run_stores_the_same_rows_by_codes_as_one_file_at_a_time_by_text(tmp_path, monkeypatch):
+    """jobs.ingest_deliveries inserts a file of new records by its ENUM codes (ingest.EnumCodes); ingest_file
+    alone goes through sql/upsert_incidents.sql with the text. Both must store the very same rows, widened
+    vocabularies included (every partner brings its own codes)."""
+    from contextlib import closing
+
+    from pipelines import generate, warehouse
+    from pipelines.contracts import load_contracts
+
+    by_run = Home(tmp_path / "run").ensure()
+    generate.generate(by_run, weeks=2, last_week="2026-W10")
+    by_file = Home(tmp_path / "file").ensure()
+    shutil.copytree(by_run.inbox, by_file.inbox, dirs_exist_ok=True)
+    shutil.copytree(by_run.reference, by_file.reference, dirs_exist_ok=True)
+    jobs.prepare_reference(by_run)
+    jobs.prepare_reference(by_file)
+    partners = list(load_contracts())
+    deliveries = [(partner, path) for partner in partners for path in jobs.new_files(by_run, partner)]
+    assert len(deliveries) > len(partners)
+    inserted_by_codes = []
+    insert = ingest_module.EnumCodes.insert
+    monkeypatch.setattr(ingest_module.EnumCodes, "insert",
+                        lambda self, con, table: inserted_by_codes.append(table.num_rows) or insert(self, con, table))
+    receipts = jobs.ingest_deliveries(by_run, deliveries, KEY)
+    # Files of new records only took the codes; one revising records of an earlier file took the upsert.
+    assert 0 < len(inserted_by_codes) < len(deliveries)
+    assert {r.status for r in receipts} == {"accepted"}
+    contracts = load_contracts()
+    with closing(warehouse.connect(by_file)) as con:
+        placing = jobs.placing_context(con, by_file)
+        for partner, path in deliveries:
+            ingest_module.ingest_file(con, by_file, contracts[partner],
+                                      by_file.partner_inbox(partner) / path.name, KEY, placing)
+    assert query(by_run, "SELECT count(*) FROM incidents")[0][0] > 500
+    assert fingerprint(by_run, ("incidents",)) == fingerprint(by_file, ("incidents",))
