@@ -261,35 +261,55 @@ class HeldRecordKeys:
     revises a listed record takes the upsert as before, so the result is the same either way.
 
     The keys are the first 64 bits of an HMAC, so their top bits are spread evenly. A bitmap of their top
-    BITMAP_BITS bits (64 MB) answers "certainly not held" for most keys of a new file; only the few whose bit
+    bits (up to 29 bits, 64 MB) answers "certainly not held" for most keys of a new file; only the few whose bit
     is set are looked up in the sorted keys. Those are kept as a few sorted runs whose sizes halve from one to
     the next, so listing a file's keys does not copy every key listed before. Measured here for 300,000 keys
     against 10 M listed: the check took 0.032 s with one sorted array, 0.007 s with the bitmap first; keeping
     one sorted array merged all keys every file (0.023 s at 10 M, growing with the table).
     """
 
-    BITMAP_BITS = 29
+    # The bitmap has at least BITMAP_SPREAD bits a key, from 2**MIN_BITS up to 2**MAX_BITS (64 MB): a small
+    # warehouse's run (an Airflow DAG's week) does not zero 64 MB (0.15 s here for 30,000 keys), and the
+    # bitmap doubles, rebuilt from the runs, as a long run lists more keys.
+    MIN_BITS, MAX_BITS, BITMAP_SPREAD = 20, 29, 32
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
-        self._bitmap = np.zeros(1 << (self.BITMAP_BITS - 3), dtype=np.uint8)
+    def __init__(self, con: duckdb.DuckDBPyConnection, expected: int = 0) -> None:
+        """``expected``: about how many keys the run will list (sizes the bitmap once, instead of doubling)."""
         self._runs: list[np.ndarray] = []
-        keys = con.execute("SELECT record_key FROM incidents").fetchnumpy()["record_key"]
-        self._list(np.asarray(keys, dtype=np.uint64))
+        self._count = 0
+        keys = np.asarray(con.execute("SELECT record_key FROM incidents").fetchnumpy()["record_key"], dtype=np.uint64)
+        self._bits = self._bits_for(len(keys) + expected)
+        self._bitmap = np.zeros(1 << (self._bits - 3), dtype=np.uint8)
+        self._list(keys)
+
+    def _bits_for(self, count: int) -> int:
+        wanted = int(np.ceil(np.log2(max(count, 1) * self.BITMAP_SPREAD)))
+        return min(self.MAX_BITS, max(self.MIN_BITS, wanted))
 
     def _positions(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        top = keys >> np.uint64(64 - self.BITMAP_BITS)
+        top = keys >> np.uint64(64 - self._bits)
         return (top >> np.uint64(3)).astype(np.intp), (np.uint8(1) << (top & np.uint64(7)).astype(np.uint8))
+
+    def _mark(self, sorted_keys: np.ndarray) -> None:
+        # Sorted keys give sorted bytes: each byte's bits are OR-ed together in one pass (reduceat), then set
+        # once; np.bitwise_or.at (a loop over unbuffered ufunc calls) took 0.16 s for 300,000 keys here.
+        byte, bit = self._positions(sorted_keys)
+        starts = np.flatnonzero(np.concatenate(([True], byte[1:] != byte[:-1])))
+        self._bitmap[byte[starts]] |= np.bitwise_or.reduceat(bit, starts)
 
     def _list(self, keys: np.ndarray) -> None:
         if len(keys) == 0:
             return
         keys = np.sort(keys)
-        # Sorted keys give sorted bytes: each byte's bits are OR-ed together in one pass (reduceat), then set
-        # once; np.bitwise_or.at (a loop over unbuffered ufunc calls) took 0.16 s for 300,000 keys here.
-        byte, bit = self._positions(keys)
-        starts = np.flatnonzero(np.concatenate(([True], byte[1:] != byte[:-1])))
-        self._bitmap[byte[starts]] |= np.bitwise_or.reduceat(bit, starts)
         self._runs.append(keys)
+        self._count += len(keys)
+        if self._bits_for(self._count) > self._bits:
+            self._bits = self._bits_for(self._count)
+            self._bitmap = np.zeros(1 << (self._bits - 3), dtype=np.uint8)
+            for run in self._runs:
+                self._mark(run)
+        else:
+            self._mark(keys)
         # Merge while the newest run is as large as the one before it: runs halve in size, so there are at most
         # log2(held keys / keys a file) of them and each key is copied about that many times in a run, where
         # one sorted array copied every held key once per file. Measured here over 100 files of 300,000 keys:

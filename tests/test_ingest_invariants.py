@@ -114,11 +114,12 @@ def test_held_record_keys_finds_every_listed_key_and_only_those():
     con.register("stored_frame", pa.table({"record_key": stored}))
     con.execute("INSERT INTO incidents SELECT record_key FROM stored_frame")
     held = ingest_module.HeldRecordKeys(con)
-    files = [rng.integers(0, 2**64, size, dtype=np.uint64, endpoint=False) for size in (700, 300, 2_000, 50, 9_000)]
+    files = [rng.integers(0, 2**64, size, dtype=np.uint64, endpoint=False) for size in (700, 300, 2_000, 50, 40_000, 9_000)]
     for keys in files:
         assert not held.any_held(pa.table({"record_key": keys}))
         held.add(pa.table({"record_key": keys}))
     assert len(held._runs) < len(files)  # runs were merged along the way
+    assert held._bits > held.MIN_BITS  # the bitmap grew with the keys, rebuilt from every run
     assert all(len(older) > len(newer) for older, newer in zip(held._runs, held._runs[1:]))
     for keys in (stored, *files):
         for key in keys[[0, len(keys) // 2, -1]]:
