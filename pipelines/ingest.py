@@ -276,7 +276,6 @@ class HeldRecordKeys:
     def __init__(self, con: duckdb.DuckDBPyConnection, expected: int = 0) -> None:
         """``expected``: about how many keys the run will list (sizes the bitmap once, instead of doubling)."""
         self._runs: list[np.ndarray] = []
-        self._count = 0
         keys = np.asarray(con.execute("SELECT record_key FROM incidents").fetchnumpy()["record_key"], dtype=np.uint64)
         self._bits = self._bits_for(len(keys) + expected)
         self._bitmap = np.zeros(1 << (self._bits - 3), dtype=np.uint8)
@@ -302,9 +301,9 @@ class HeldRecordKeys:
             return
         keys = np.sort(keys)
         self._runs.append(keys)
-        self._count += len(keys)
-        if self._bits_for(self._count) > self._bits:
-            self._bits = self._bits_for(self._count)
+        bits = self._bits_for(sum(len(run) for run in self._runs))
+        if bits > self._bits:
+            self._bits = bits
             self._bitmap = np.zeros(1 << (self._bits - 3), dtype=np.uint8)
             for run in self._runs:
                 self._mark(run)
@@ -517,7 +516,8 @@ def prepare_delivery(
     """Read, canonicalise, validate, pseudonymise and place one file; touches no database, writes no file, so
     it can run for the next file while the previous one loads (jobs.ingest_files). Never raises for bad data.
 
-    ``delivery_id`` and ``content``: the file's hash and bytes when the caller has them (:func:`read_once`)."""
+    ``delivery_id`` and ``content``: the file's hash and bytes when the caller has them (:func:`read_once`); the
+    caller holds the bytes until this returns (one file's worth a preparing thread)."""
     received_at = received_at or datetime.now(timezone.utc)
     if delivery_id is None:
         delivery_id, content = read_once(path)
@@ -525,7 +525,6 @@ def prepare_delivery(
     try:
         with _timed(stage_seconds, "read"):
             raw = read_delivery(path, contract, content)
-        content = None  # parsed: the bytes can go
     except DeliveryRefused as refusal:
         receipt.status = "rejected"
         receipt.reason = str(refusal)
