@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.contracts import Contract
-from pipelines.readers import RawDelivery, resolve_columns
+from pipelines.readers import RawDelivery, one_array, resolve_columns
 
 # Sweden's extent with a margin: coordinates outside it are errors (swapped, zero, or another CRS).
 WGS84_LAT_RANGE = (55.0, 69.2)
@@ -59,7 +59,7 @@ def _text(raw: RawDelivery, contract: Contract, field: str, found: dict[str, str
         return pa.array(column.to_pandas().astype("string").str.strip().fillna(""), pa.string())
     # pandas' str.strip() on Arrow strings is this very kernel.
     stripped = pc.fill_null(pc.utf8_trim_whitespace(column), "")
-    return stripped.combine_chunks() if isinstance(stripped, pa.ChunkedArray) else stripped
+    return one_array(stripped)
 
 
 def _repeat(value: str, n: int) -> pa.Array:

@@ -8,6 +8,7 @@ single transaction, so a process killed mid-load leaves no half delivery and a r
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import logging
 import threading
@@ -26,7 +27,7 @@ import pyarrow.compute as pc
 from pipelines import geography, privacy, validate
 from pipelines.canonical import to_canonical
 from pipelines.contracts import Contract
-from pipelines.readers import MAX_DELIVERY_BYTES, DeliveryRefused, RawDelivery, read_delivery
+from pipelines.readers import MAX_DELIVERY_BYTES, DeliveryRefused, RawDelivery, one_array, read_delivery
 from pipelines.receipts import Receipt, write_receipt
 from pipelines.settings import MUNICIPALITY_NAME, TIMEZONE, Home
 from pipelines.warehouse import OPEN_VOCABULARIES, OpenVocabularies, audit, sql_text, transaction
@@ -212,8 +213,10 @@ def _pseudonym_numbers(pseudonyms: pa.Array) -> pa.FixedSizeListArray:
         pseudonyms.offset:pseudonyms.offset + len(pseudonyms) + 1]
     if not np.all(np.diff(offsets) == 64):
         raise ValueError("a record pseudonym is not 64 hex characters")
-    hex_digits = pseudonyms.buffers()[2].to_pybytes()[offsets[0]:offsets[-1]]
-    numbers = np.frombuffer(bytes.fromhex(hex_digits.decode("ascii")), dtype=">u8").astype(np.uint64)
+    # binascii reads the Arrow buffer in place (bytes.fromhex wants a str: two copies more; 0.018 against
+    # 0.006 s for 300,000 pseudonyms here).
+    hex_digits = memoryview(pseudonyms.buffers()[2])[offsets[0]:offsets[-1]]
+    numbers = np.frombuffer(binascii.unhexlify(hex_digits), dtype=">u8").astype(np.uint64)
     return pa.FixedSizeListArray.from_arrays(pa.array(numbers, type=pa.uint64()), 4)
 
 
@@ -227,7 +230,7 @@ def staged_table(staged: pd.DataFrame, delivery_number: int | None = None) -> pa
     table = pa.Table.from_pandas(staged, preserve_index=False, nthreads=1)
     columns = {}
     for name in table.column_names:
-        column = table[name].combine_chunks()
+        column = one_array(table[name])
         if name in _FEW_VALUES:
             column = column.dictionary_encode()
         columns[name] = column
@@ -347,7 +350,7 @@ def _vocabulary_values(table: pa.Table) -> dict[str, list[str]]:
     column's dictionary, any other column's distinct values."""
     values = {}
     for column in OPEN_VOCABULARIES:
-        array = table[column].combine_chunks()
+        array = one_array(table[column])
         if pa.types.is_dictionary(array.type):
             array = array.dictionary
         values[column] = [] if pa.types.is_null(array.type) else pc.unique(array.cast(pa.string())).to_pylist()
@@ -394,7 +397,7 @@ class EnumCodes:
         """INSERT the table's rows into `incidents`, inside the caller's transaction."""
         columns, values, picks = {}, {}, []
         for name in table.column_names:
-            column = table[name].combine_chunks()
+            column = one_array(table[name])
             if name in self._types and pa.types.is_dictionary(column.type) and len(column.dictionary):
                 columns[name] = column.indices
                 values[name] = column.dictionary.cast(pa.string()).to_pylist()

