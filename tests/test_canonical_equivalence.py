@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pytest
 
@@ -496,6 +497,28 @@ def test_numbers_parse_as_before_on_random_and_odd_text():
             text = pd.Series(chunk, dtype="string")
             pd.testing.assert_series_equal(parse_numbers(text, decimal), _reference_parse_numbers(text, decimal),
                                            check_exact=True)
+
+
+def test_text_left_unstripped_only_where_stripping_changes_nothing():
+    """canonical._text skips the Unicode strip when every value starts and ends with printable ASCII: try to
+    sneak whitespace past that check (spaces, tabs, no-break and ideographic spaces, separators, control
+    bytes) at either end, in string and large_string arrays, in several chunks and in slices."""
+    from pipelines.canonical import _may_need_trim
+
+    rng = np.random.default_rng(5)
+    pieces = ["a", "Ö", "z", "9", ".", "ä", " ", "\t", "\n", "\r", "\x0b", "\x0c", "\x1c", "\x1f", "\x7f", "\x85",
+              "\u00a0", "\u1680", "\u2000", "\u2007", "\u2028", "\u202f", "\u205f", "\u3000", "\ufeff", "\u200b"]
+    values = ["".join(rng.choice(pieces, rng.integers(0, 5))) for _ in range(5000)]
+    for kind in (pa.string(), pa.large_string()):
+        for size in (1, 2, 7, 50, 5000):
+            for start in range(0, len(values), size):
+                chunk = pa.array(values[start:start + size], kind)
+                for piece in (chunk, chunk.slice(1), chunk.slice(0, max(len(chunk) - 1, 0))):
+                    if not _may_need_trim(piece):
+                        assert pc.utf8_trim_whitespace(piece).equals(piece), piece.to_pylist()
+                        assert all(v == v.strip() for v in piece.to_pylist())
+    plain = pa.chunked_array([pa.array(["A1", "b.c"]), pa.array(["x-y", "Z"])])
+    assert not any(_may_need_trim(chunk) for chunk in plain.chunks)
 
 
 @pytest.fixture(scope="module")
