@@ -57,14 +57,14 @@ def _text(raw: RawDelivery, contract: Contract, field: str, found: dict[str, str
     column = raw.table.column(header)
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         return pa.array(column.to_pandas().astype("string").str.strip().fillna(""), pa.string())
-    if not column.null_count and not any(_may_need_trim(chunk) for chunk in column.chunks):
+    if not column.null_count and not any(may_need_strip(chunk) for chunk in column.chunks):
         return one_array(column)  # nothing to strip: the kernel would copy the column unchanged
     # pandas' str.strip() on Arrow strings is this very kernel.
     stripped = pc.fill_null(pc.utf8_trim_whitespace(column), "")
     return one_array(stripped)
 
 
-def _may_need_trim(chunk: pa.Array) -> bool:
+def may_need_strip(chunk: pa.Array) -> bool:
     """Whether some value may start or end with whitespace. A value whose first and last bytes are printable
     ASCII other than the space (0x21-0x7e) starts and ends with characters no strip removes; any other byte (a
     space, a control byte, part of a multi-byte character such as a no-break space) leaves the value to the

@@ -503,7 +503,7 @@ def test_text_left_unstripped_only_where_stripping_changes_nothing():
     """canonical._text skips the Unicode strip when every value starts and ends with printable ASCII: try to
     sneak whitespace past that check (spaces, tabs, no-break and ideographic spaces, separators, control
     bytes) at either end, in string and large_string arrays, in several chunks and in slices."""
-    from pipelines.canonical import _may_need_trim
+    from pipelines.canonical import may_need_strip
 
     rng = np.random.default_rng(5)
     pieces = ["a", "Ö", "z", "9", ".", "ä", " ", "\t", "\n", "\r", "\x0b", "\x0c", "\x1c", "\x1f", "\x7f", "\x85",
@@ -514,11 +514,11 @@ def test_text_left_unstripped_only_where_stripping_changes_nothing():
             for start in range(0, len(values), size):
                 chunk = pa.array(values[start:start + size], kind)
                 for piece in (chunk, chunk.slice(1), chunk.slice(0, max(len(chunk) - 1, 0))):
-                    if not _may_need_trim(piece):
+                    if not may_need_strip(piece):
                         assert pc.utf8_trim_whitespace(piece).equals(piece), piece.to_pylist()
                         assert all(v == v.strip() for v in piece.to_pylist())
     plain = pa.chunked_array([pa.array(["A1", "b.c"]), pa.array(["x-y", "Z"])])
-    assert not any(_may_need_trim(chunk) for chunk in plain.chunks)
+    assert not any(may_need_strip(chunk) for chunk in plain.chunks)
 
 
 @pytest.fixture(scope="module")

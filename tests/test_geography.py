@@ -398,6 +398,29 @@ def test_nulls_and_absent_columns_are_unplaced(areas):
     assert len(geography.place(pd.DataFrame({"sweref99_e": []}), areas)) == 0
 
 
+def test_area_codes_are_read_alike_by_arrow_and_by_python(areas):
+    """Given area codes are matched by Arrow kernels when they are plain ASCII with nothing to strip, and by
+    Python's strip and upper otherwise: the same codes in every storage give the same placements, whichever
+    path a file takes."""
+    rng = np.random.default_rng(8)
+    codes = areas["area_code"].to_numpy()
+    plain = [str(c) for c in rng.choice(codes, 400)] + ["1880X0000", "", "1880c1590", "x", "1880C159"]
+    plain = [None if i % 37 == 0 else v for i, v in enumerate(plain)]
+    odd = plain + [" 1880C1590", "1880C1590\u00a0", "1880c1590\t", "ÖREBRO", "1880C1590\x1f"]
+    for values in (plain, odd):
+        expected = None
+        for dtype in (pd.StringDtype("pyarrow"), object, "str"):
+            frame = pd.DataFrame({"area_code": pd.Series(values, dtype=dtype)})
+            placed = geography.place(frame, areas)
+            got = [(None if pd.isna(a) else a, p) for a, p in zip(placed["area_code"], placed["location_precision"])]
+            expected = expected or got
+            assert got == expected, dtype
+        python = [None if v is None else v.strip().upper() for v in values]
+        assert [a for a, _ in expected] == [v if v in set(codes) else None for v in python]
+    assert [p for _, p in expected].count("area") == sum(v is not None and v.strip().upper() in set(codes)
+                                                          for v in odd)
+
+
 def test_text_coordinates_with_decimal_comma(areas):
     e, n = representative_point(areas, "1880C1350")
     frame = pd.DataFrame({"sweref99_e": [f"{e:.3f}".replace(".", ",")], "sweref99_n": [f" {n:.3f} "]})
