@@ -57,6 +57,28 @@ INGEST_DUCKDB_MEMORY = "1GB"
 PREPARING_THREADS = 2
 
 
+
+def reuse_freed_memory() -> None:
+    """Let glibc's malloc keep the memory a file's arrays freed, for the next file's, instead of handing it back
+    to the kernel: every file allocates the same large numpy and pandas buffers (and its bytes), and memory
+    fresh from the kernel is zeroed page by page on first touch. Measured here at 10 M bench rows, in pairs of
+    runs: 23.7-23.9 s of CPU against 25.0-25.6 s, 13.6-13.8 against 14.5-14.8 s end to end, 20 % fewer page
+    faults, peak memory about 100 MB higher (2.3-2.4 GB). Allocations of up to 1 GB come from the heap
+    (not a mapping of their own each), and up to 2 GB of free heap is kept. Only glibc's malloc (numpy,
+    pandas, Python); Arrow and DuckDB have allocators of their own. Does nothing elsewhere (no glibc)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3  # malloc.h
+    mallopt(m_mmap_threshold, 1 << 30)
+    mallopt(m_trim_threshold, (1 << 31) - 1)
+    mallopt(m_top_pad, 256 << 20)
+
 def load_interventions(path: Path) -> pd.DataFrame:
     """The intervention register the security department edits (YAML list), as rows of `interventions`."""
     columns = ["intervention_id", "title", "area_code", "kind", "responsible_partner", "starts_on", "ends_on",
@@ -162,6 +184,7 @@ def ingest_deliveries(
     if unknown:
         raise KeyError(f"no contract in schemas/partners/ for {', '.join(unknown)}")
     receipts = []
+    reuse_freed_memory()
     con = warehouse.connect(home)
     # DuckDB loads with one thread: the other core prepares the next file. Measured here on 2 M bench rows,
     # inserting and checkpointing took 2x less CPU with one thread than with two (4.0 s against 6-9 s, in wall

@@ -97,3 +97,24 @@ def test_the_command_writes_json_with_every_size(tmp_path):
     assert "rows_per_second_largest_over_smallest" in written
     assert "| **end to end** |" in bench.render_table(written)
     assert not bench._size_home(home, 5_000).root.exists()  # gigabytes at real sizes: removed after use
+
+
+def test_ingesting_keeps_freed_memory_for_the_next_file():
+    """After jobs.reuse_freed_memory (called by every ingest run), a large buffer freed and allocated again
+    (a file's arrays, the next file's) reuses the same memory: no page is faulted in from the kernel again."""
+    import resource
+
+    import numpy as np
+
+    from pipelines import jobs
+
+    def faults_reallocating() -> int:
+        first = np.ones(8_000_000)  # 64 MB, as a file's columns are
+        del first
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        again = np.ones(8_000_000)
+        del again
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    jobs.reuse_freed_memory()
+    assert faults_reallocating() < 50  # 64 MB of fresh pages is thousands of faults (hundreds as huge pages)
