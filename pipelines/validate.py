@@ -14,6 +14,8 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines.canonical import (
     STATUS_COLUMNS,
@@ -188,7 +190,14 @@ def _unexpected(expectation, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarra
     if kind == "ExpectColumnValuesToBeInSet":
         # In the column's own dtype (Arrow-backed strings compare in bulk; object would hash every value).
         values = frame[expectation.column]
-        mask = (values.notna() & ~values.isin(list(expectation.value_set))).to_numpy(dtype=bool)
+        allowed = list(expectation.value_set)
+        if len(allowed) == 1 and isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow":
+            # The status rules allow one value ("ok"): one comparison a row instead of a hash lookup (0.8
+            # against 1.9 ms for 300,000 rows here, nine status columns a file). Nulls are not checked.
+            unequal = pc.not_equal(pa.array(values.array), allowed[0])
+            mask = pc.fill_null(unequal, False).to_numpy(zero_copy_only=False).astype(bool, copy=False)
+        else:
+            mask = (values.notna() & ~values.isin(allowed)).to_numpy(dtype=bool)
         return mask, values[mask].astype(object).to_numpy()
     if kind == "ExpectColumnValuesToBeBetween":
         values = pd.to_numeric(frame[expectation.column], errors="coerce").to_numpy(dtype=float)
