@@ -554,7 +554,7 @@ def prepare_delivery(
     for row, problem in raw.broken_rows:
         reasons.setdefault(row, []).append(f"row: {problem}")
     bad = frame["source_row"].isin(list(reasons)).to_numpy()
-    good = frame[~bad]
+    good = frame[~bad] if bad.any() else frame  # a filter keeping every row would still copy every column
     staged = _stage_incidents(good, contract, master_key, placing, stage_seconds)
 
     receipt.status = "accepted"
