@@ -23,6 +23,7 @@ import os
 import platform
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -47,6 +48,27 @@ AIRFLOW_HISTORY_WEEKS = 26
 def peak_memory_mb() -> float:
     # ru_maxrss is in kilobytes on Linux: the process's peak resident memory.
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def machine_yardstick(repeats: int = 3) -> float:
+    """Seconds of a fixed single-thread workload (Python bytecode, SHA-256 over 16 MB, a numpy sort of a million
+    numbers), the median of ``repeats``: how fast this shared machine ran at that moment. The same code has run
+    at 14 s and at 25-37 s for 10 M rows on different days here; the pipeline's figures from two runs compare
+    only alongside this one (a larger yardstick is a slower machine)."""
+    import numpy as np
+
+    numbers = np.random.default_rng(0).random(1_000_000)
+    payload = bytes(16 * 2**20)
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        total = 0
+        for value in range(1_000_000):
+            total += value * value
+        hashlib.sha256(payload).digest()
+        np.sort(numbers)
+        seconds.append(time.perf_counter() - started)
+    return round(statistics.median(seconds), 4)
 
 
 class BenchCheckFailed(AssertionError):
@@ -125,6 +147,7 @@ def run_size(home: Home, rows: int, key: bytes, echo: Callable[[str], None] = pr
             "SELECT count(*), count(DISTINCT municipality_code) FROM areas").fetchone()
     stage_seconds: dict[str, float] = {}
     rows_in = rows_loaded = rows_quarantined = 0
+    yardstick_before = machine_yardstick()
     started = time.perf_counter()
     # Every partner's files in one pass, as `est run` takes them: one connection, the next partner's first file
     # prepared while the last one loads. (Each partner's ingest DAG takes its own files the same way.)
@@ -141,6 +164,7 @@ def run_size(home: Home, rows: int, key: bytes, echo: Callable[[str], None] = pr
     stage_seconds["aggregate"] = time.perf_counter() - step
     total = time.perf_counter() - started
     peak = peak_memory_mb()
+    yardstick_after = machine_yardstick()
 
     with closing(warehouse.connect(bench_home, read_only=True)) as con:
         checks = self_check(con, bench_home, key, rows_in, rows_loaded, rows_quarantined)
@@ -156,6 +180,7 @@ def run_size(home: Home, rows: int, key: bytes, echo: Callable[[str], None] = pr
         "end_to_end_seconds": round(total, 3),
         "end_to_end_rows_per_second": round(rows_in / total) if total else None,
         "peak_memory_mb": round(peak),
+        "yardstick_seconds": {"before": yardstick_before, "after": yardstick_after},
         "checks": checks,
     }
 
@@ -388,6 +413,7 @@ def run_bench(home: Home, sizes: tuple[int, ...] = DEFAULT_SIZES, json_path: Pat
     if airflow:
         plan = prepare_airflow_week(home, key, echo)
         deliver_held_back(home)
+        figures["airflow_yardstick_seconds"] = machine_yardstick()
         started = time.time()
         result = _child("airflow-week", home, key_hex, ["--week", plan["week"], "--quarter", plan["quarter"]], echo)
         figures["airflow_week"] = plan["week"]
@@ -420,6 +446,9 @@ def render_table(figures: dict) -> str:
     lines.append("| **end to end** | " + " | ".join(f"**{s['end_to_end_rows_per_second']:,}**" for s in sizes) + " |")
     lines.append("| seconds | " + " | ".join(f"{s['end_to_end_seconds']:.1f}" for s in sizes) + " |")
     lines.append("| peak memory (MB) | " + " | ".join(f"{s['peak_memory_mb']:,}" for s in sizes) + " |")
+    if all("yardstick_seconds" in s for s in sizes):
+        lines.append("| yardstick before/after (s) | " + " | ".join(
+            f"{s['yardstick_seconds']['before']:.2f} / {s['yardstick_seconds']['after']:.2f}" for s in sizes) + " |")
     extra = []
     if "areas" in figures:
         extra.append(f"areas: {figures['areas']['kind']}, {figures['areas']['count']:,} areas of "
@@ -428,6 +457,8 @@ def render_table(figures: dict) -> str:
         extra.append(f"Airflow week {figures['airflow_week']} (start, 8 ingest DAGs, weekly report): "
                      f"{figures['airflow_week_seconds']:.1f} s")
         extra.append(f"quarterly pack {figures['quarterly_pack']}: {figures['quarterly_pack_seconds']:.1f} s")
+    if "airflow_yardstick_seconds" in figures:
+        extra.append(f"yardstick before the Airflow week: {figures['airflow_yardstick_seconds']:.2f} s")
     return "\n".join(lines + [""] + extra)
 
 

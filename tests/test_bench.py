@@ -96,6 +96,9 @@ def test_the_command_writes_json_with_every_size(tmp_path):
     assert [size["rows"] for size in written["sizes"]] == [5_000, 10_000] == [s["rows"] for s in figures["sizes"]]
     assert "rows_per_second_largest_over_smallest" in written
     assert "| **end to end** |" in bench.render_table(written)
+    # How fast the shared machine ran, before and after each size: figures from two runs compare only with it.
+    assert all(0 < size["yardstick_seconds"][when] < 60 for size in written["sizes"] for when in ("before", "after"))
+    assert "| yardstick before/after (s) |" in bench.render_table(written)
     assert not bench._size_home(home, 5_000).root.exists()  # gigabytes at real sizes: removed after use
 
 
