@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ TEST_KEY = bytes.fromhex("00" * 16 + "ff" * 16)  # obviously fake; 32 bytes
 GENERATED_LAST_WEEK = "2026-W10"
 GENERATED_QUARTER = "2026Q1"
 SEASON_LAST_WEEK = "2026-W47"  # the generator's planted truths (work/generator_truth.json) sit in these 26 weeks
+PACK_QUARTER = "2026Q4"  # the season's quarterly pack: weeks W40-W53, data up to W47
 
 
 def ingested_home(root: Path, weeks: int, last_week: str) -> Home:
@@ -43,3 +45,15 @@ def generated_home(tmp_path_factory) -> Home:
 def generated_season(tmp_path_factory) -> Home:
     """26 generated weeks (2026-W22 to W47) ingested and aggregated, no reports: for the analysis tests."""
     return ingested_home(tmp_path_factory.mktemp("season"), 26, SEASON_LAST_WEEK)
+
+
+@pytest.fixture(scope="session")
+def season_pack(generated_season) -> tuple[list[Path], float]:
+    """The season's quarterly pack for PACK_QUARTER, rendered once through the job the quarterly DAG runs, and
+    the seconds it took: rendering it takes about half a minute here, and the pack tests and the browser test
+    read the same files."""
+    from pipelines import jobs
+
+    started = time.perf_counter()
+    files = jobs.render_quarterly(generated_season, PACK_QUARTER)
+    return files, time.perf_counter() - started

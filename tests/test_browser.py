@@ -358,12 +358,12 @@ def test_generated_weekly_report_and_map_show_their_data_offline(generated_home,
     assert filled > 3, "rates must colour the areas in several classes"
 
 
-def test_quarterly_pack_opens_offline_and_every_map_draws(generated_season, browser, tmp_path):
+def test_quarterly_pack_opens_offline_and_every_map_draws(season_pack, browser, tmp_path):
     """Issue 6 item 5: the pack's index and every map page, opened headless with no network: every map draws
     (Leaflet paths present), nothing is requested from anywhere, no script error."""
-    from test_quarterly_pack import PACK_QUARTER, render_season_pack
+    from conftest import PACK_QUARTER
 
-    files, _seconds = render_season_pack(generated_season)
+    files, _seconds = season_pack
     index = files[-1]
     assert index.name == "index.html"
     browser.open(index)

@@ -13,7 +13,6 @@ import csv
 import io
 import json
 import sys
-import time
 from contextlib import closing
 from pathlib import Path
 from urllib.parse import urlparse
@@ -22,24 +21,16 @@ import pytest
 from bs4 import BeautifulSoup
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conftest import PACK_QUARTER  # noqa: E402
 from test_reports import QUARTER, build_warehouse, geojson_properties, layer_names  # noqa: E402
 
-PACK_QUARTER = "2026Q4"
 #: Issue 6 item 6: the whole pack for Örebro with 26 weeks of generated data in under a minute.
 PACK_SECONDS_LIMIT = 60.0
 
 
-def render_season_pack(home) -> tuple[list[Path], float]:
-    from pipelines import jobs
-
-    started = time.perf_counter()
-    files = jobs.render_quarterly(home, PACK_QUARTER)
-    return files, time.perf_counter() - started
-
-
 @pytest.fixture(scope="module")
-def pack(generated_season):
-    files, seconds = render_season_pack(generated_season)
+def pack(generated_season, season_pack):
+    files, seconds = season_pack
     return generated_season, files, seconds
 
 
