@@ -53,6 +53,32 @@ def test_pinned_cells_is_the_lp_answer_on_random_tables():
         assert set(fast.index[fast]) == by_lp
 
 
+def test_bridges_are_the_edges_on_no_cycle():
+    """pinned_cells searches only the cells free both ways that are bridges among such cells; the bridges,
+    checked edge by edge against the definition: remove the edge and its ends fall apart."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    rng = np.random.default_rng(29)
+    checked = bridges = 0
+    for _ in range(300):
+        size = int(rng.integers(2, 14))
+        count = int(rng.integers(1, 2 * size))
+        ends_a, ends_b = rng.integers(0, size, count), rng.integers(0, size, count)
+        keep = ends_a != ends_b  # no loops; parallel edges stay
+        ends_a, ends_b = ends_a[keep], ends_b[keep]
+        found = p._bridges(ends_a.tolist(), ends_b.tolist(), size)
+        for edge in range(len(ends_a)):
+            others = np.arange(len(ends_a)) != edge
+            graph = coo_matrix((np.ones(others.sum()), (ends_a[others], ends_b[others])), shape=(size, size))
+            _, label = connected_components(graph, directed=False)
+            expected = label[ends_a[edge]] != label[ends_b[edge]]
+            assert found[edge] == expected, (ends_a.tolist(), ends_b.tolist(), edge)
+            checked += 1
+            bridges += int(expected)
+    assert checked > 1000 and 0 < bridges < checked
+
+
 def test_audited_suppression_leaves_nothing_pinned_on_random_tables():
     rng = np.random.default_rng(7)
     for _ in range(60):
