@@ -1486,23 +1486,48 @@ def linked_system(grid: pd.DataFrame, value_col: str, row_key: str, col_key: str
     return numbers, equations
 
 
-def linked_pinned(numbers: pd.DataFrame, equations: pd.DataFrame, probes: int = LINK_PROBES) -> pd.Series:
-    """Which hidden numbers of a linked system (``linked_system``) an attacker with a linear-programming solver
-    pins to one whole number: the smallest and largest value consistent with every shown number, every label
-    and every equation leave one whole number between them.
+class _EqualityLP:
+    """min c.x subject to A x = b and low <= x <= high, solved for one objective after another on the same
+    constraints. HiGHS keeps the model and starts each solve from the last optimal basis: the audit asks
+    thousands of these per quarterly pack, and scipy's ``linprog`` rebuilt and checked the model every time
+    (about 5 ms each, most of the pack's LP time; 0.3 ms here on small systems)."""
 
-    Exact for the linear relaxation, which is what an attacker's LP can do; a number an LP pins is pinned for
-    whole numbers too. Random objectives go first (a vertex that moves a number proves it free), then two
-    linear programs per remaining number (HiGHS). Raises ValueError when the shown numbers contradict an
-    equation: the tables are not the same data.
-    """
-    from scipy.optimize import linprog
+    def __init__(self, a, b: np.ndarray, low: np.ndarray, high: np.ndarray):
+        import highspy
+
+        self._highspy = highspy
+        self.highs = highspy.Highs()
+        self.highs.setOptionValue("output_flag", False)
+        csc = a.tocsc()
+        lp = highspy.HighsLp()
+        lp.num_col_, lp.num_row_ = csc.shape[1], csc.shape[0]
+        lp.col_cost_ = np.zeros(csc.shape[1])
+        lp.col_lower_, lp.col_upper_ = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+        lp.row_lower_ = lp.row_upper_ = np.asarray(b, dtype=float)
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = csc.shape[1], csc.shape[0]
+        lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = csc.indptr, csc.indices, csc.data
+        self.highs.passModel(lp)
+        self.columns = np.arange(csc.shape[1], dtype=np.int32)
+
+    def minimise(self, c: np.ndarray) -> tuple[float, np.ndarray]:
+        """(the smallest value of c.x, a solution reaching it)."""
+        self.highs.changeColsCost(len(self.columns), self.columns, np.asarray(c, dtype=float))
+        self.highs.run()
+        status = self.highs.getModelStatus()
+        if status != self._highspy.HighsModelStatus.kOptimal:
+            raise RuntimeError(f"linked suppression audit failed: {self.highs.modelStatusToString(status)}")
+        return self.highs.getInfo().objective_function_value, np.asarray(self.highs.getSolution().col_value)
+
+
+def _linked_pinned_positions(numbers: pd.DataFrame, equations: pd.DataFrame, probes: int):
+    """The positions (in ``numbers``) of the hidden numbers an LP pins, in order, found one by one: a caller
+    that needs only the first stops the search there."""
     from scipy.sparse import coo_matrix
 
     hidden = numbers["suppressed"].to_numpy(dtype=bool)
-    out = pd.Series(False, index=numbers.index, name="pinned")
     if not hidden.any():
-        return out
+        return
     k = int(hidden.sum())
     position = pd.Series(np.where(hidden, np.cumsum(hidden) - 1, -1), index=numbers.index)
     missing = ~equations["name"].isin(numbers.index)
@@ -1527,30 +1552,57 @@ def linked_pinned(numbers: pd.DataFrame, equations: pd.DataFrame, probes: int = 
     # A finite cap above every true value keeps the probes bounded; it changes no answer, since a small enough
     # move along any feasible direction stays below it.
     cap = np.where(np.isinf(high), truth + float(numbers["n"].abs().sum()) + 1.0, high)
-    bounds = np.column_stack([low, cap])
+    where = np.flatnonzero(hidden)
+    solve = _EqualityLP(a, b, low, cap).minimise
 
-    def solve(c: np.ndarray):
-        result = linprog(c, A_eq=a, b_eq=b, bounds=bounds, method="highs")
-        if result.status != 0:
-            raise RuntimeError(f"linked suppression audit failed: {result.message}")
-        return result
+    def moved(x: np.ndarray) -> np.ndarray:
+        # Free means a second whole number is possible. The range of values is an interval holding the true
+        # (whole) value, so a solution at least 1 away proves it; a smaller move does not (these systems are
+        # not all network tables: a vertex may be fractional, and [n - 0.5, n + 0.5] still pins n).
+        return np.abs(x - truth) > 1.0 - 1e-6
 
     free = np.zeros(k, dtype=bool)
     rng = np.random.default_rng(0)
     for _ in range(probes):
-        free |= np.abs(solve(rng.normal(size=k)).x - truth) > 1e-6
-    pinned = np.zeros(k, dtype=bool)
-    for i in np.flatnonzero(~free):
+        free |= moved(solve(rng.normal(size=k))[1])
+    for i in range(k):
+        if free[i]:
+            continue
         c = np.zeros(k)
         c[i] = 1.0
-        smallest = solve(c)
-        largest = solve(-c)
-        free |= np.abs(smallest.x - truth) > 1e-6
-        free |= np.abs(largest.x - truth) > 1e-6
-        lo, hi = smallest.fun, -largest.fun
-        pinned[i] = math.floor(hi + 1e-6) <= math.ceil(lo - 1e-6)
-    out[numbers.index[hidden]] = pinned
+        lo, smallest = solve(c)
+        free |= moved(smallest)
+        if free[i]:
+            continue  # the smallest value is a whole number below the true one: free, no need for the largest
+        minus_hi, largest = solve(-c)
+        free |= moved(largest)
+        hi = -minus_hi
+        if math.floor(hi + 1e-6) <= math.ceil(lo - 1e-6):
+            yield int(where[i])
+
+
+def linked_pinned(numbers: pd.DataFrame, equations: pd.DataFrame, probes: int = LINK_PROBES) -> pd.Series:
+    """Which hidden numbers of a linked system (``linked_system``) an attacker with a linear-programming solver
+    pins to one whole number: the smallest and largest value consistent with every shown number, every label
+    and every equation leave one whole number between them.
+
+    Exact for the linear relaxation, which is what an attacker's LP can do; a number an LP pins is pinned for
+    whole numbers too. Random objectives go first (a vertex that moves a number by 1 or more proves it free),
+    then linear programs per remaining number (HiGHS): its smallest value, and its largest unless the smallest
+    already proves it free. Raises ValueError when the shown numbers contradict an equation: the tables are
+    not the same data.
+    """
+    out = pd.Series(False, index=numbers.index, name="pinned")
+    found = list(_linked_pinned_positions(numbers, equations, probes))
+    out.iloc[found] = True
     return out
+
+
+def first_linked_pinned(numbers: pd.DataFrame, equations: pd.DataFrame, probes: int = LINK_PROBES):
+    """The name of the first hidden number (in the order of ``numbers``) that ``linked_pinned`` finds pinned,
+    or None; it stops searching there, which is all ``linked_suppression`` needs from each round."""
+    first = next(_linked_pinned_positions(numbers, equations, probes), None)
+    return None if first is None else numbers.index[first]
 
 
 def linked_suppression(table: pd.DataFrame, value_col: str, row_key: str, col_key: str, weeks: pd.DataFrame,
@@ -1592,10 +1644,10 @@ def linked_suppression(table: pd.DataFrame, value_col: str, row_key: str, col_ke
         grid = secondary_suppression(table, value_col, row_key, col_key, threshold=threshold, primary=primary,
                                      force=force, keep=keep)
         numbers, equations = linked_system(grid, value_col, row_key, col_key, w)
-        pinned = linked_pinned(numbers, equations)
-        if not pinned.any():
+        pinned = first_linked_pinned(numbers, equations)
+        if pinned is None:
             return grid
-        parts = str(pinned.index[np.flatnonzero(pinned.to_numpy())[0]]).split(_SEP)
+        parts = str(pinned).split(_SEP)
         if parts[0] == "q":
             line_rows, line_cols = {parts[1]}, {parts[2]}
         elif parts[2] == "row":
