@@ -1285,7 +1285,7 @@ def secondary_suppression(table: pd.DataFrame, value_col: str, row_key: str, col
         total_of_line[codes[totals]] = totals
         lines[key] = (codes, pd.Index(names), order, total_of_line)
 
-    def hide_one_in(lines_key: str, other_key: str, needy: pd.Index) -> bool:
+    def hide_one_in(lines_key: str, needy: pd.Index) -> bool:
         """For each line in ``needy``, hide its smallest visible non-zero member, else the line's total. The
         members of an ordinary row are its cells; those of the total row are the column totals."""
         codes, names, order, total_of_line = lines[lines_key]
@@ -1308,11 +1308,11 @@ def secondary_suppression(table: pd.DataFrame, value_col: str, row_key: str, col
     def settle() -> None:
         while True:
             changed = False
-            for key, other in ((row_key, col_key), (col_key, row_key)):
+            for key in (row_key, col_key):
                 codes, names = lines[key][0], lines[key][1]
                 per_line = np.bincount(codes, weights=suppressed, minlength=len(names))
                 needy = names[per_line == 1]
-                if len(needy) and hide_one_in(key, other, needy):
+                if len(needy) and hide_one_in(key, needy):
                     changed = True
             if not changed:
                 return
@@ -1344,8 +1344,8 @@ def secondary_suppression(table: pd.DataFrame, value_col: str, row_key: str, col
             if not pinned_mask.any():
                 break
             first = current.loc[np.flatnonzero(pinned_mask)[0]]
-            changed = hide_one_in(row_key, col_key, pd.Index([first[row_key]])) or hide_one_in(
-                col_key, row_key, pd.Index([first[col_key]]))
+            changed = hide_one_in(row_key, pd.Index([first[row_key]])) or hide_one_in(
+                col_key, pd.Index([first[col_key]]))
             if not changed:
                 # Nothing visible is left beside it: hide the smallest visible non-zero cell anywhere.
                 visible = np.flatnonzero(~suppressed & (values > 0) & ~public)
