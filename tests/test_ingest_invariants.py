@@ -329,3 +329,38 @@ def test_a_run_stores_the_same_rows_by_codes_as_one_file_at_a_time_by_text(tmp_p
                                       by_file.partner_inbox(partner) / path.name, KEY, placing)
     assert query(by_run, "SELECT count(*) FROM incidents")[0][0] > 500
     assert fingerprint(by_run, ("incidents",)) == fingerprint(by_file, ("incidents",))
+
+
+def test_new_files_reads_only_files_it_has_not_seen_as_they_are_now(home, monkeypatch):
+    inbox = home.partner_inbox("police_uk")
+    inbox.mkdir(parents=True, exist_ok=True)
+    march, april = inbox / "2018-03.csv", inbox / "2018-04.csv"
+    shutil.copy(UK_MARCH, march)
+    shutil.copy(UK_APRIL_RENAMED, april)
+    assert jobs.new_files(home, "police_uk") == [march, april]
+    jobs.ingest_files(home, "police_uk", [march], KEY)
+
+    read = []
+    hash_file = ingest_module.content_hash
+    monkeypatch.setattr(ingest_module, "content_hash", lambda path: read.append(path.name) or hash_file(path))
+    assert jobs.new_files(home, "police_uk") == [april] and read == []  # both known as they are: neither read
+
+    # The applied file overwritten in place with other bytes of the same length, its modification time put
+    # back (as `cp -p` or rsync would): its change time moved, so it is read, and it is new.
+    status = march.stat()
+    data = bytearray(march.read_bytes())
+    data[-2:-1] = b"0" if data[-2:-1] != b"0" else b"1"
+    march.write_bytes(bytes(data))
+    os.utime(march, ns=(status.st_atime_ns, status.st_mtime_ns))
+    assert march.stat().st_size == status.st_size and march.stat().st_mtime_ns == status.st_mtime_ns
+    assert jobs.new_files(home, "police_uk") == [march, april] and read == [march.name]
+
+    # The remembered hashes damaged: every file is read again, and the answer is the same.
+    (home.work / ingest_module.INBOX_HASHES_FILE).write_text("{not json", encoding="utf-8")
+    read.clear()
+    assert jobs.new_files(home, "police_uk") == [march, april] and sorted(read) == [march.name, april.name]
+
+    april.unlink()  # removed (retention): forgotten
+    jobs.new_files(home, "police_uk")
+    remembered = (home.work / ingest_module.INBOX_HASHES_FILE).read_text(encoding="utf-8")
+    assert "2018-04.csv" not in remembered and "2018-03.csv" in remembered

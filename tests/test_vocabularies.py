@@ -118,3 +118,29 @@ def test_a_run_widens_for_its_partners_contract_codes_before_its_first_file():
     vocabularies.widen(con, {"partner_category": codes})
     # A housing file holds only codes its contract maps (any other is quarantined): nothing left to widen.
     assert not vocabularies.lacks({"partner_category": list(contracts["housing"].category_map)})
+
+
+def test_a_connection_checks_the_columns_again_only_when_the_catalogues_change(monkeypatch):
+    con = _warehouse_with_an_incident()
+    checks = []
+    full_check = warehouse.sync_vocabularies
+    monkeypatch.setattr(warehouse, "sync_vocabularies", lambda c: checks.append(1) or full_check(c))
+    assert warehouse.migrate(con) == [] and checks == []  # the catalogues as recorded: no information_schema
+
+    current = warehouse.incident_vocabularies()
+    grown = dict(current, category=tuple(sorted(current["category"] + ("bicycle_theft",))))
+    monkeypatch.setattr(warehouse, "incident_vocabularies", lambda: grown)
+    warehouse.migrate(con)
+    assert checks == [1] and _type(con, "category") == warehouse._enum_type(grown["category"])
+    warehouse.migrate(con)
+    assert checks == [1]  # recorded again
+
+
+def test_a_migration_makes_the_next_connection_check_every_column():
+    con = _warehouse_with_an_incident()
+    assert con.execute("SELECT count(*) FROM warehouse_state WHERE name = 'vocabularies'").fetchone()[0] == 1
+    con.execute("DELETE FROM schema_migrations WHERE version = 10")
+    con.execute("DROP TABLE warehouse_state")
+    con.execute("ALTER TABLE incidents ALTER COLUMN category TYPE VARCHAR")  # as an older writer left it
+    assert warehouse.migrate(con) == [10]
+    assert _type(con, "category") == warehouse._enum_type(warehouse.incident_vocabularies()["category"])
