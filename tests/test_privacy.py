@@ -710,6 +710,46 @@ def test_secondary_suppression_on_random_tables():
         assert brute_force_attack(grid) == {}, (trial, wide)
 
 
+def _grid_by_pivot_table(table, value_col, row_key, col_key, threshold):
+    """The grid as pandas builds it (how privacy._grid_with_margins built it before it was a scatter-add)."""
+    cells = table[[row_key, col_key, value_col]].copy()
+    cells["_t"] = np.broadcast_to(np.asarray(threshold, dtype=np.int64), (len(cells),))
+    wide = cells.pivot_table(index=row_key, columns=col_key, values=value_col, aggfunc="sum", fill_value=0,
+                             observed=True)
+    base = int(np.min(cells["_t"])) if len(cells) else p.PRIMARY_THRESHOLD
+    limits = cells.pivot_table(index=row_key, columns=col_key, values="_t", aggfunc="max", fill_value=base,
+                               observed=True).reindex(index=wide.index, columns=wide.columns, fill_value=base)
+    wide.loc[p.TOTAL_KEY] = wide.sum(axis=0)
+    wide[p.TOTAL_KEY] = wide.sum(axis=1)
+    limits.loc[p.TOTAL_KEY] = limits.max(axis=0)
+    limits[p.TOTAL_KEY] = limits.max(axis=1)
+    long = wide.stack(future_stack=True).rename(value_col).reset_index()
+    long.columns = [row_key, col_key, value_col]
+    long[value_col] = long[value_col].astype(np.int64)
+    long["threshold"] = limits.stack(future_stack=True).to_numpy().astype(np.int64)
+    long["is_total"] = (long[row_key] == p.TOTAL_KEY) | (long[col_key] == p.TOTAL_KEY)
+    return long
+
+
+def test_the_grid_with_margins_is_what_pivot_table_gives():
+    rng = np.random.default_rng(7)
+    for trial in range(300):
+        n = int(rng.integers(1, 40))
+        rows = rng.choice(["b", "a", "Örebro", "c 1", "d"][: int(rng.integers(1, 6))], n)
+        cols = rng.integers(0, int(rng.integers(1, 7)), n)
+        table = pd.DataFrame({
+            "area": rows if trial % 3 else pd.Series(rows, dtype="str"),
+            "cat": [f"k{c}" for c in cols] if trial % 2 else cols,  # text keys, or numbers
+            "n": rng.integers(0, 30, n),  # repeated (row, col) pairs are added up
+        })
+        threshold = rng.choice([5, 10], n) if trial % 4 == 0 else 5
+        got = p._grid_with_margins(table, "n", "area", "cat", threshold)
+        expected = _grid_by_pivot_table(table, "n", "area", "cat", threshold)
+        pd.testing.assert_frame_equal(got, expected)
+    with pytest.raises(ValueError, match="reserved"):
+        p._grid_with_margins(pd.DataFrame({"area": [p.TOTAL_KEY], "cat": ["x"], "n": [1]}), "n", "area", "cat", 5)
+
+
 @pytest.mark.parametrize(
     "wide",
     [
