@@ -5,10 +5,11 @@ One DAG per data contract in `schemas/partners/` (adding a partner is adding a c
 Each runs when its asset `est://inbox/<partner>` gets an event, which `est_watch_inbox` emits when the
 partner's drop folder holds files not yet in the ingest ledger; it can also be triggered by hand.
 
-Steps: `prepare_reference` (areas, partners, intervention register: placing needs the areas) → `ingest`
-(ledger, decode, validate against the contract, quarantine, pseudonymise, place, load, one receipt per file)
-→ `aggregate` (rebuild the weekly counts). All three write the DuckDB warehouse, so all run in the one-slot
-pool `est_duckdb_writer`. A file already in the ledger is never applied twice, so a retry or a second run is
+Steps: `ingest` (the reference data first: areas, partners, intervention register, installed again only when
+a source changed, as placing needs the areas; then ledger, decode, validate against the contract, quarantine,
+pseudonymise, place, load, one receipt per file) → `aggregate` (rebuild the weekly counts). Both write the
+DuckDB warehouse, so both run in the one-slot pool `est_duckdb_writer`. The reference step is not a task of
+its own: it is a fingerprint check when nothing changed, and each task costs a process under a scheduler. A file already in the ledger is never applied twice, so a retry or a second run is
 harmless (RELIABILITY.md).
 
 The pseudonymisation key (hex text) is read inside the task from the Airflow Variable
@@ -39,16 +40,12 @@ def build_ingest_dag(partner: str):
     )
     def ingest_partner():
         @task(pool=DUCKDB_POOL)
-        def prepare_reference() -> None:
-            from pipelines import airflow_local, jobs
-
-            jobs.prepare_reference(airflow_local.run_home())
-
-        @task(pool=DUCKDB_POOL)
         def ingest() -> dict[str, int]:
             from pipelines import airflow_local, jobs
 
-            receipts = jobs.ingest_inbox(airflow_local.run_home(), partner, airflow_local.pseudonym_key())
+            home, key = airflow_local.run_home(), airflow_local.pseudonym_key()
+            jobs.prepare_reference(home)
+            receipts = jobs.ingest_inbox(home, partner, key)
             return airflow_local.summarise_receipts(receipts)
 
         @task(pool=DUCKDB_POOL)
@@ -57,7 +54,7 @@ def build_ingest_dag(partner: str):
 
             jobs.aggregate(airflow_local.run_home())
 
-        prepare_reference() >> ingest() >> aggregate()
+        ingest() >> aggregate()
 
     return ingest_partner()
 
