@@ -9,8 +9,8 @@ Steps: `ingest` (the reference data first: areas, partners, intervention registe
 a source changed, as placing needs the areas; then ledger, decode, validate against the contract, quarantine,
 pseudonymise, place, load, one receipt per file) → `aggregate` (rebuild the weekly counts). Both write the
 DuckDB warehouse, so both run in the one-slot pool `est_duckdb_writer`. The reference step is not a task of
-its own: it is a fingerprint check when nothing changed, and each task costs a process under a scheduler. A file already in the ledger is never applied twice, so a retry or a second run is
-harmless (RELIABILITY.md).
+its own: it is a fingerprint check when nothing changed, and each task costs a process under a scheduler. A
+file already in the ledger is never applied twice, so a retry or a second run is harmless (RELIABILITY.md).
 
 The pseudonymisation key (hex text) is read inside the task from the Airflow Variable
 `est_pseudonym_key_secret` (masked in logs because its name contains "secret"). No key, no run: the task fails

@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 from pipelines import geography, privacy, validate
 from pipelines.canonical import to_canonical
 from pipelines.contracts import Contract
+from pipelines.publish import write_atomic
 from pipelines.readers import MAX_DELIVERY_BYTES, DeliveryRefused, RawDelivery, one_array, read_delivery
 from pipelines.receipts import Receipt, write_receipt
 from pipelines.settings import MUNICIPALITY_NAME, TIMEZONE, Home
@@ -106,14 +107,12 @@ def inbox_hashes(home: Home, folder: Path, paths: list[Path]) -> dict[Path, str]
     for path in paths:
         status = path.stat()  # before reading: a file that changes while it is read gets a new identity
         identity = [status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns]
-        name = prefix + path.name
+        name = prefix + path.relative_to(folder).as_posix()
         entry = known.get(name)
         digest = entry[4] if isinstance(entry, list) and len(entry) == 5 and entry[:4] == identity else content_hash(path)
         kept[name] = [*identity, digest]
         hashes[path] = digest
     if kept != known:
-        from pipelines.publish import write_atomic
-
         write_atomic(store, json.dumps(kept, sort_keys=True))
     return hashes
 

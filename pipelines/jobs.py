@@ -39,7 +39,7 @@ from pipelines.settings import Home
 log = logging.getLogger(__name__)
 
 
-def _replace_table(con, table: str, frame: pd.DataFrame) -> None:
+def _replace_table(con, table: str, frame: pd.DataFrame | pa.Table) -> None:
     con.register("replacement_rows", frame)
     try:
         con.execute(f"DELETE FROM {table}")  # table names come from this module, never from input
@@ -141,7 +141,7 @@ def prepare_reference(home: Home, areas: geography.gpd.GeoDataFrame | None = Non
         if warehouse.state(con, "reference") == fingerprint:
             log.info("reference data unchanged since it was installed (%s)", fingerprint[:12])
             return
-        _replace_table(con, "areas", geography.areas_to_rows(areas))
+        _replace_table(con, "areas", area_rows)
         _replace_table(con, "partners", partners)
         _replace_table(con, "partner_expectations", expectations)
         _replace_table(con, "interventions", interventions)

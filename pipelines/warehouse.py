@@ -61,6 +61,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
         con.execute("DELETE FROM warehouse_state")  # a changed schema: every fingerprint is checked again
     if applied or state(con, "vocabularies") != vocabularies_fingerprint():
         sync_vocabularies(con)
+        set_state(con, "vocabularies", vocabularies_fingerprint())
     return applied
 
 
@@ -133,7 +134,7 @@ def sync_vocabularies(con: duckdb.DuckDBPyConnection) -> list[str]:
     conversion error, and nothing changes: a category is retired by re-mapping its incidents first.
 
     Checks every column (information_schema, about 10 ms here); :func:`migrate` calls it only when the
-    catalogues differ from the ones `warehouse_state` recorded at the last check."""
+    catalogues differ from the ones it recorded in `warehouse_state` after the last check."""
     present = dict(con.execute(
         "SELECT column_name, data_type FROM information_schema.columns "
         "WHERE table_name = 'incidents' AND table_schema = 'main'").fetchall())
@@ -145,9 +146,6 @@ def sync_vocabularies(con: duckdb.DuckDBPyConnection) -> list[str]:
         if present.get(column) != wanted:
             con.execute(f"ALTER TABLE incidents ALTER COLUMN {column} TYPE {wanted}")
             converted.append(column)
-    if con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'warehouse_state'"
-                   ).fetchone()[0]:
-        set_state(con, "vocabularies", vocabularies_fingerprint())
     return converted
 
 
